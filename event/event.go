@@ -1,0 +1,159 @@
+// Package event is the EMS event vocabulary: the envelope EMS posts for each notification, the
+// event type names, and typed accessors for the payload fields plugins act on.
+//
+// Decoding is tolerant, as EMS's wire format varies between versions (reference §1.2, §1.3):
+// the envelope fields id, timestamp and processId are optional, 64-bit integers are kept without
+// loss (payload numbers are json.Number), and unknown fields are preserved in Payload.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Event is one EMS notification.
+//
+// The envelope fields mirror EMS's JSON. EMS is not part of the wire format: it is the name of
+// the configured EMS server that sent the event, attributed by the webhook.
+type Event struct {
+	// Type is the EMS event name, such as InStreamCreated.
+	Type string
+	// ID is EMS's per-process event counter; 0 when the older envelope omitted it.
+	ID uint64
+	// Timestamp is the Unix time in seconds at which EMS logged the event; 0 when absent.
+	Timestamp uint64
+	// ProcessID is the PID of the EMS process; 0 when absent.
+	ProcessID uint64
+	// Payload is the event data, decoded with json.Number for every number.
+	Payload Payload
+	// EMS is the name of the EMS server the event came from, set by the receiver.
+	EMS string
+	// Raw is the event exactly as received, for forwarding and journaling.
+	Raw json.RawMessage
+}
+
+// ErrNoType is returned by Decode for an event without a type.
+var ErrNoType = errors.New("event has no type")
+
+// Decode parses one EMS event from its JSON form. The event must be a JSON object with a
+// non-empty string "type"; everything else is optional.
+func Decode(data []byte) (*Event, error) {
+	var env struct {
+		Type      *json.RawMessage `json:"type"`
+		ID        json.RawMessage  `json:"id"`
+		Timestamp json.RawMessage  `json:"timestamp"`
+		ProcessID json.RawMessage  `json:"processId"`
+		Payload   json.RawMessage  `json:"payload"`
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, errors.New("event is not a JSON object")
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	if env.Type == nil {
+		return nil, ErrNoType
+	}
+	var typ string
+	if err := json.Unmarshal(*env.Type, &typ); err != nil {
+		return nil, fmt.Errorf("event type is not a string")
+	}
+	typ = strings.TrimSpace(typ)
+	if typ == "" {
+		return nil, ErrNoType
+	}
+	ev := &Event{Type: typ, Raw: json.RawMessage(bytes.Clone(data))}
+	var err error
+	if ev.ID, err = optionalUint(env.ID); err != nil {
+		return nil, fmt.Errorf("event id: %w", err)
+	}
+	if ev.Timestamp, err = optionalUint(env.Timestamp); err != nil {
+		return nil, fmt.Errorf("event timestamp: %w", err)
+	}
+	if ev.ProcessID, err = optionalUint(env.ProcessID); err != nil {
+		return nil, fmt.Errorf("event processId: %w", err)
+	}
+	ev.Payload = Payload{}
+	if p := bytes.TrimSpace(env.Payload); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		if p[0] != '{' {
+			return nil, errors.New("event payload is not a JSON object")
+		}
+		dec := json.NewDecoder(bytes.NewReader(p))
+		dec.UseNumber()
+		if err := dec.Decode(&ev.Payload); err != nil {
+			return nil, fmt.Errorf("decode payload: %w", err)
+		}
+	}
+	return ev, nil
+}
+
+// DecodeBatch parses a request body holding either one event (a JSON object) or a batch (a
+// JSON array of events). The error names the index of the first bad element of a batch.
+func DecodeBatch(body []byte) ([]*Event, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errors.New("empty body")
+	}
+	if body[0] != '[' {
+		ev, err := Decode(body)
+		if err != nil {
+			return nil, err
+		}
+		return []*Event{ev}, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(body, &items); err != nil {
+		return nil, fmt.Errorf("decode batch: %w", err)
+	}
+	if len(items) == 0 {
+		return nil, errors.New("empty batch")
+	}
+	evs := make([]*Event, 0, len(items))
+	for i, it := range items {
+		ev, err := Decode(it)
+		if err != nil {
+			return nil, fmt.Errorf("batch element %d: %w", i, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
+// optionalUint reads a JSON number (or a numeric string, or null) as a uint64 without loss.
+func optionalUint(raw json.RawMessage) (uint64, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return 0, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, err
+		}
+		raw = []byte(s)
+	}
+	return parseUint(json.Number(raw))
+}
+
+// MarshalJSON encodes the event in EMS's envelope. When the event was decoded from the wire,
+// the original bytes are returned unchanged.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	if len(e.Raw) > 0 {
+		return e.Raw, nil
+	}
+	env := struct {
+		ID        uint64  `json:"id,omitempty"`
+		Payload   Payload `json:"payload"`
+		ProcessID uint64  `json:"processId,omitempty"`
+		Timestamp uint64  `json:"timestamp,omitempty"`
+		Type      string  `json:"type"`
+	}{e.ID, e.Payload, e.ProcessID, e.Timestamp, e.Type}
+	if env.Payload == nil {
+		env.Payload = Payload{}
+	}
+	return json.Marshal(env)
+}
