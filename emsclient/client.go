@@ -69,8 +69,8 @@ func New(apiURL string, hc *http.Client, opts ...Option) (*Client, error) {
 	}
 	u, err := url.Parse(strings.TrimSpace(apiURL))
 	if err != nil {
-		// url.Parse quotes the whole input, credentials included: do not wrap its error.
-		return nil, errors.New("new ems client: api url is not a valid URL")
+		// *url.Error quotes the whole input, credentials included: keep only its cause.
+		return nil, fmt.Errorf("new ems client: api url is not a valid URL: %w", unwrapURLError(err))
 	}
 	redacted := u.Redacted()
 	switch {

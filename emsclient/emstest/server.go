@@ -48,7 +48,8 @@ type HandlerFunc func(params emsclient.Params) (status int, body any)
 
 // Failure is an answer FailNext gives instead of the normal one.
 type Failure struct {
-	// HTTPStatus answers with this HTTP status and, unless Body is set, an EMS-like FAIL body.
+	// HTTPStatus answers with this HTTP status and, unless Body is set, a plain-text body such
+	// as "503 Service Unavailable", as a proxy in front of EMS would.
 	HTTPStatus int
 	// RetryAfter is the Retry-After header sent with HTTPStatus (seconds or an HTTP date).
 	RetryAfter string
@@ -250,7 +251,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Fail("command not known. Type help for list of commands"))
 		return
 	case fail != nil:
-		s.writeFailure(w, command, *fail)
+		s.writeFailure(w, *fail)
 		return
 	case perr != nil:
 		writeJSON(w, http.StatusOK, Fail("Syntax error. "+perr.Error()))
@@ -293,7 +294,7 @@ func (s *Server) takeFailure(key string) *Failure {
 	return nil
 }
 
-func (s *Server) writeFailure(w http.ResponseWriter, command string, f Failure) {
+func (s *Server) writeFailure(w http.ResponseWriter, f Failure) {
 	switch {
 	case f.Drop:
 		hj, ok := w.(http.Hijacker)
@@ -325,7 +326,7 @@ func (s *Server) writeFailure(w http.ResponseWriter, command string, f Failure) 
 			writeBody(w, status, f.Body, ct)
 			return
 		}
-		writeJSON(w, status, Fail(fmt.Sprintf("%s: %s", command, http.StatusText(status))))
+		writeBody(w, status, fmt.Sprintf("%d %s", status, http.StatusText(status)), "text/plain")
 	}
 }
 
