@@ -120,21 +120,20 @@ func parseJSONForm(src []byte) (*document, []error) {
 }
 
 // looksLikePluginsMap reports whether the top level is the Node plugins.json: no service
-// section names, and every member an object with a plugin_switch.
+// section names, and some member an object with a plugin_switch. (Not every member: one entry
+// missing its plugin_switch is better reported as that than as an unknown section.)
 func looksLikePluginsMap(top []member) bool {
-	if len(top) == 0 {
-		return false
-	}
+	found := false
 	for _, m := range top {
 		if slices.Contains(topLevelKeys, m.Name) {
 			return false
 		}
 		ms, err := objectMembers(m.Value)
-		if err != nil || !slices.ContainsFunc(ms, func(m member) bool { return m.Name == "plugin_switch" }) {
-			return false
+		if err == nil && slices.ContainsFunc(ms, func(m member) bool { return m.Name == "plugin_switch" }) {
+			found = true
 		}
 	}
-	return true
+	return found
 }
 
 func jsonSettings(raw json.RawMessage) ([]kv, error) {

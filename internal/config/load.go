@@ -37,7 +37,8 @@ const EnvPrefix = "EMSFLOW_"
 // No error message contains a secret's value.
 func Load(path string, opts Options) (*Config, error) {
 	cfg := Default()
-	var doc *document
+	doc := &document{settings: map[string][]kv{}}
+	var problems []error
 	if path == "" {
 		wd, err := filepath.Abs(".")
 		if err != nil {
@@ -54,27 +55,24 @@ func Load(path string, opts Options) (*Config, error) {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
 		cfg.File, cfg.Dir = abs, filepath.Dir(abs)
-		var errs []error
 		if isJSONForm(src) {
-			doc, errs = parseJSONForm(src)
+			doc, problems = parseJSONForm(src)
 		} else {
-			doc, errs = parseINIForm(src)
+			doc, problems = parseINIForm(src)
 		}
-		if doc == nil {
-			return nil, fmt.Errorf("config %s: %w", abs, errors.Join(errs...))
+		if doc == nil { // a syntax error: nothing more can be read
+			return nil, fmt.Errorf("config %s: %w", abs, errors.Join(problems...))
 		}
-		// Shape problems do not stop the load: the rest is still applied and validated, so
-		// every problem is reported at once.
-		return finish(cfg, append(errs, apply(cfg, doc, opts.Env)...), opts)
 	}
-	return finish(cfg, apply(cfg, &document{settings: map[string][]kv{}}, opts.Env), opts)
-}
-
-func finish(cfg *Config, problems []error, opts Options) (*Config, error) {
-	if cfg.Journal.DataDir != "" && !filepath.IsAbs(cfg.Journal.DataDir) {
-		cfg.Journal.DataDir = filepath.Join(cfg.Dir, cfg.Journal.DataDir)
+	// Shape problems do not stop the load: the rest is still applied and validated, so every
+	// problem is reported at once.
+	problems = append(problems, apply(cfg, doc, opts.Env)...)
+	if d := cfg.Journal.DataDir; d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(cfg.Dir, d)
+		}
+		cfg.Journal.DataDir = filepath.Clean(d)
 	}
-	cfg.Journal.DataDir = filepath.Clean(cfg.Journal.DataDir)
 	if err := cfg.Validate(); err != nil {
 		problems = append(problems, unjoin(err)...)
 	}

@@ -493,11 +493,14 @@ func TestStrictDecode(t *testing.T) {
 		name, file, want string
 	}{
 		{"unknown top-level key", `{"sever": {}}`, `"sever": unknown section (known: server, journal, ems, log, dispatch, plugins)`},
+		{"empty data_dir", `{"journal": {"data_dir": ""}}`, `journal.data_dir: must not be empty`},
 		{"unknown server key", `{"server": {"port": 4000}}`, `server.port: unknown setting (known in server: listen, paths, auth_token,`},
 		{"unknown ems key", `{"ems": {"a": {"url": "http://x"}}}`, `ems.a.url: unknown setting (known: api_url, addresses, custom_data)`},
 		{"unknown plugin key", `{"plugins": {"EventLog": {"plugin_switch": "enabled", "params": {}}}}`, `plugins.EventLog.params: unknown setting (known: plugin_switch, parameters, type, concurrency, timeout)`},
 		{"parameters not an object", `{"plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": ["x"]}}}`, `plugins.EventLog.parameters: must be a JSON object`},
 		{"wrong type", `{"server": {"listen": 4000}}`, `server.listen: a number is not a string`},
+		{"Node shape, entry without plugin_switch", `{"EventLog": {"plugin_switch": "enabled"}, "StreamRecorder": {"parameters": {}}}`, `plugins.StreamRecorder.plugin_switch: missing (enabled or disabled)`},
+		{"Node shape, entry not an object", `{"EventLog": {"plugin_switch": "enabled"}, "StreamRecorder": "enabled"}`, `plugins.StreamRecorder: must be a JSON object`},
 		{"duplicate key", `{"plugins": {"EventLog": {"plugin_switch": "enabled"}, "EventLog": {"plugin_switch": "disabled"}}}`, `plugins: "EventLog" appears twice`},
 		{"syntax error with position", "{\n  \"server\": {\"listen\": \":1\"\n}", `unexpected end of file`},
 		{"bad character", "{\n  \"server\": {\"listen\" \":1\"}\n}", `line 2, column`},
