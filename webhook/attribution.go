@@ -1,7 +1,10 @@
 package webhook
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/emsflow/emsflow/event"
 )
@@ -66,4 +69,31 @@ func peerAddr(remote string) netip.Addr {
 		return a.Unmap().WithZone("")
 	}
 	return ap.Addr().Unmap().WithZone("")
+}
+
+// ParseAddresses turns configured EMS addresses, each an IP ("10.0.0.5", "::1") or a CIDR
+// ("10.0.0.0/24"), into prefixes for EMSSource.Addresses. Every bad entry is reported.
+func ParseAddresses(addrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(addrs))
+	var errs []error
+	for _, s := range addrs {
+		s = strings.TrimSpace(s)
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("address %q: not an IP or CIDR", s))
+				continue
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("address %q: not an IP or CIDR", s))
+			continue
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, errors.Join(errs...)
 }

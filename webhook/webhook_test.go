@@ -1007,3 +1007,40 @@ func BenchmarkWebhook(b *testing.B) {
 		}
 	}
 }
+
+func TestParseAddresses(t *testing.T) {
+	got, err := ParseAddresses([]string{"10.0.0.5", " 192.168.1.7/24 ", "::1", "::ffff:10.1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.5/32", "192.168.1.0/24", "::1/128", "10.1.2.3/32"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("prefix %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	_, err = ParseAddresses([]string{"10.0.0.300", "ems-host", "10.0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), `"10.0.0.300"`) || !strings.Contains(err.Error(), `"ems-host"`) {
+		t.Errorf("error = %v, want both bad entries named", err)
+	}
+}
+
+func TestPeerAddr(t *testing.T) {
+	tests := map[string]string{
+		"127.0.0.1:5000":           "127.0.0.1",
+		"[::1]:5000":               "::1",
+		"[::ffff:10.0.0.7]:5000":   "10.0.0.7",
+		"[fe80::1%eth0]:5000":      "fe80::1",
+		"10.0.0.9":                 "10.0.0.9",
+		"not-an-address:5000":      "invalid IP",
+		"@abstract-unix-socket-xx": "invalid IP",
+	}
+	for in, want := range tests {
+		if got := peerAddr(in).String(); got != want {
+			t.Errorf("peerAddr(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
