@@ -163,20 +163,15 @@ func (k *sink) wait(d time.Duration) bool {
 	}
 }
 
-// sleep waits for d by the sink's clock, ignoring queue growth; it returns false on stop.
+// sleep waits for the backoff d on a real timer, ignoring queue growth; it returns false on
+// stop. Backoff is a span of time, not a point on the injected clock, which only dates events.
 func (k *sink) sleep(d time.Duration) bool {
-	end := k.now().Add(d)
-	for {
-		left := end.Sub(k.now())
-		if left <= 0 {
-			return true
-		}
-		t := time.NewTimer(min(left, k.tick))
-		select {
-		case <-k.stop:
-			t.Stop()
-			return false
-		case <-t.C:
-		}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-k.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
