@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emsflow/emsflow/plugins"
+	"github.com/emsflow/emsflow/plugins/eventlog"
 )
 
 // seedKinds are the plugin types config.ini.example shows.
@@ -712,6 +713,13 @@ func TestExampleConfigLoads(t *testing.T) {
 		if p.Enabled != (p.Name == "EventLog") {
 			t.Errorf("%s enabled = %v; only EventLog should be on out of the box", p.Name, p.Enabled)
 		}
+	}
+	// The one enabled plugin's parameters are what EventLog accepts, so `make run` starts.
+	var el eventlog.Config
+	if err := plugins.DecodeParams(pluginByName(t, cfg, "EventLog").Params, &el); err != nil {
+		t.Errorf("EventLog parameters: %v", err)
+	} else if err := el.Validate(); err != nil {
+		t.Errorf("EventLog parameters: %v", err)
 	}
 	if p := string(pluginByName(t, cfg, "StreamLoadBalancer").Params); p != `{"destination_uri":["192.168.2.3","192.168.2.4","192.168.2.5"]}` {
 		t.Errorf("load balancer params: %s", p)
