@@ -1,0 +1,206 @@
+package s3upload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/logfield"
+)
+
+// ReconcileInterval is the configured backfill interval; 0 means only at start.
+func (u *Uploader) ReconcileInterval() time.Duration { return u.cfg.BackfillInterval.Std() }
+
+// repairKey carries the backfill's upload counter through the context to store.
+type repairKey struct{}
+
+func countRepair(ctx context.Context) {
+	if n, ok := ctx.Value(repairKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+}
+
+// candidate is one local file backfill considers.
+type candidate struct {
+	path  string // EMS path (slash-separated, absolute)
+	key   string
+	info  fs.FileInfo
+	order int // 0 segments, 1 child playlists, 2 master playlists
+}
+
+// Reconcile uploads the files under the media roots that the bucket lacks or holds with another
+// size: files written while emsflow was down, or whose events were lost. Segments go first,
+// then child playlists, then masters, each playlist after what it references. Files modified
+// within backfill_min_age are left to their events.
+func (u *Uploader) Reconcile(ctx context.Context) error {
+	if u.api == nil {
+		return errors.New("s3 upload: Reconcile before Start")
+	}
+	listed, err := u.listBucket(ctx)
+	if err != nil {
+		return err
+	}
+	var cands []candidate
+	for _, mr := range u.roots.available() {
+		cands = append(cands, u.scan(mr)...)
+	}
+	var repairs atomic.Int64
+	ctx = context.WithValue(ctx, repairKey{}, &repairs)
+	var errs []error
+	for order := range 3 {
+		var (
+			wg sync.WaitGroup
+			mu sync.Mutex
+		)
+		sem := make(chan struct{}, u.cfg.Concurrency)
+		for _, c := range cands {
+			if c.order != order {
+				continue
+			}
+			if size, ok := listed[c.key]; ok && size == c.info.Size() {
+				u.cache.put(c.key, stateOf(c.info))
+				continue
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				var err error
+				if order == 0 {
+					if u.kind == KindRecord {
+						_, err = u.uploadRecording(ctx, c.path, false)
+					} else {
+						_, err = u.uploadFile(ctx, c.path, c.key)
+					}
+				} else {
+					_, err = u.uploadPlaylist(ctx, ref{path: c.path, key: c.key}, 0)
+				}
+				if err != nil && !errors.Is(err, errIncomplete) && !errors.Is(err, fs.ErrNotExist) {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	n := repairs.Load()
+	u.m.repairs.Add(float64(n))
+	if n > 0 {
+		u.log.Info().Int64(logfield.Count, n).Msg("backfill uploaded files the bucket lacked")
+	}
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("and %d more", len(errs)-10))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	return nil
+}
+
+// listBucket returns the size of every object under the prefix.
+func (u *Uploader) listBucket(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	p := s3.NewListObjectsV2Paginator(u.api, &s3.ListObjectsV2Input{Bucket: aws.String(u.cfg.DefaultBucket), Prefix: aws.String(u.cfg.Prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, u.s3Error("list", u.cfg.Prefix, err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+		}
+	}
+	return out, nil
+}
+
+// scan walks one media root and returns the files this kind uploads. Symlinks are not followed.
+func (u *Uploader) scan(mr *mediaRoot) []candidate {
+	var out []candidate
+	cutoff := u.now().Add(-u.cfg.BackfillMinAge.Std())
+	_ = fs.WalkDir(mr.root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || info.ModTime().After(cutoff) {
+			return nil
+		}
+		p := event.NormalizePath(filepath.ToSlash(filepath.Join(mr.dir, filepath.FromSlash(rel))))
+		if c, ok := u.candidateFor(p, info); ok {
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out
+}
+
+func (u *Uploader) candidateFor(p string, info fs.FileInfo) (candidate, bool) {
+	kind := classify(p, u.cfg.Bootstrap)
+	c := candidate{path: p, info: info}
+	tail := func(n int) string { return tailKey(u.cfg.Prefix, p, n) }
+	switch u.kind {
+	case KindHLS:
+		switch kind {
+		case kindTS, kindAAC:
+			c.key = tail(tailSegment)
+		case kindM3U8:
+			c.order, c.key = 1, tail(tailSegment)
+			if u.peek(p, isMasterM3U8) {
+				c.order, c.key = 2, tail(tailMaster)
+			}
+		default:
+			return c, false
+		}
+	case KindHDS:
+		switch kind {
+		case kindF4F:
+			c.key = tail(tailSegment)
+		case kindF4M:
+			c.order, c.key = 1, tail(tailSegment)
+			if !u.peek(p, func(b []byte) bool { return bytes.Contains(b, []byte("bootstrapInfo")) }) {
+				c.order, c.key = 2, tail(tailMaster)
+			}
+		default:
+			return c, false
+		}
+	case KindDASH:
+		switch {
+		case kind == kindM4S, kind == kindFMP4, kind == kindMP4 && strings.EqualFold(path.Base(p), "seg_init.mp4"):
+			c.key = tail(tailDASH)
+		case kind == kindMPD:
+			c.order, c.key = 2, tail(tailMaster)
+		default:
+			return c, false
+		}
+	case KindRecord:
+		switch kind {
+		case kindMP4, kindFLV, kindTS:
+			key, err := u.recordKey(p)
+			if err != nil {
+				return c, false
+			}
+			c.key = key
+		default:
+			return c, false
+		}
+	}
+	return c, true
+}
+
+// peek reads a small playlist to classify it; unreadable files count as false.
+func (u *Uploader) peek(p string, test func([]byte) bool) bool {
+	data, _, err := u.snapshot(p)
+	return err == nil && test(data)
+}

@@ -1,0 +1,304 @@
+package s3upload
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/logfield"
+)
+
+// doneSet is a set of file paths.
+type doneSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (d *doneSet) add(p string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) > 10_000 {
+		d.m = map[string]bool{}
+	}
+	d.m[p] = true
+}
+
+func (d *doneSet) has(p string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[p]
+}
+
+// mp4WriterPath returns the file of a processStopped event of EMS's mp4 writer (arguments
+// "-path=<file>", reference §1.6.2), or "".
+func mp4WriterPath(ev *event.Event) string {
+	args, _ := ev.Payload.String("arguments")
+	_, after, ok := strings.Cut(args, "-path=")
+	if !ok {
+		return ""
+	}
+	after = strings.TrimSpace(after)
+	if strings.HasPrefix(after, `"`) {
+		if end := strings.Index(after[1:], `"`); end >= 0 {
+			return event.NormalizePath(after[1 : end+1])
+		}
+	}
+	if i := strings.Index(after, " -"); i >= 0 {
+		after = after[:i]
+	}
+	return event.NormalizePath(strings.TrimSpace(after))
+}
+
+// errIncomplete says a recording is not complete yet; the dispatcher retries later.
+var errIncomplete = errors.New("recording not complete yet")
+
+// recordKey is the key of a recording: its path under its media root, under the prefix.
+func (u *Uploader) recordKey(file string) (string, error) {
+	_, rel, err := u.roots.locate(file)
+	if err != nil {
+		return "", u.fileError(err)
+	}
+	return u.cfg.Prefix + toSlash(rel), nil
+}
+
+// uploadRecording stores a recording once it is complete. An MP4 is complete when EMS's mp4
+// writer has finished (its processStopped names the file), or when the file has not changed for
+// stable_for and the writer's parts (.info, .mdat) are gone.
+func (u *Uploader) uploadRecording(ctx context.Context, file string, writerFinished bool) (bool, error) {
+	key, err := u.recordKey(file)
+	if err != nil {
+		return false, err
+	}
+	if strings.EqualFold(path.Ext(file), ".mp4") && !writerFinished && !u.writerDone.has(file) {
+		if err := u.mp4Complete(file); err != nil {
+			return false, err
+		}
+	}
+	return u.uploadFile(ctx, file, key)
+}
+
+func (u *Uploader) mp4Complete(file string) error {
+	info, err := u.roots.stat(file)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: %w: waiting for evo-mp4writer to write it", file, errIncomplete)
+		}
+		return u.fileError(err)
+	}
+	base := strings.TrimSuffix(file, path.Ext(file))
+	for _, part := range []string{base + ".info", base + ".mdat", file + ".info", file + ".mdat"} {
+		if _, err := u.roots.stat(part); err == nil {
+			return fmt.Errorf("%s: %w: writer parts such as %s are still there", file, errIncomplete, path.Base(part))
+		}
+	}
+	if age := u.now().Sub(info.ModTime()); age < u.cfg.StableFor.Std() {
+		return fmt.Errorf("%s: %w: modified %s ago, waiting until it is stable for %s", file, errIncomplete, age.Round(1e6), u.cfg.StableFor)
+	}
+	return nil
+}
+
+// mpState is a multipart upload in progress, kept in the data folder so that an upload
+// interrupted by a crash resumes where it stopped.
+type mpState struct {
+	Key      string `json:"key"`
+	UploadID string `json:"upload_id"`
+	Size     int64  `json:"size"`
+	Mtime    int64  `json:"mtime"`
+	PartSize int64  `json:"part_size"`
+}
+
+func (u *Uploader) statePath(key string) string {
+	if u.dataDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(u.cfg.DefaultBucket + "/" + key))
+	return filepath.Join(u.dataDir, "multipart", hex.EncodeToString(sum[:12])+".json")
+}
+
+func (u *Uploader) loadState(p string) *mpState {
+	if p == "" {
+		return nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var s mpState
+	if json.Unmarshal(b, &s) != nil {
+		return nil
+	}
+	return &s
+}
+
+func saveState(p string, s *mpState) error {
+	if p == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("save multipart state: %w", err)
+	}
+	b, _ := json.Marshal(s)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("save multipart state: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("save multipart state: %w", err)
+	}
+	return nil
+}
+
+// uploadResumable uploads a large file in parts of part_size, at most concurrency at a time, each
+// read straight from the file (memory stays bounded). The upload id is kept in the data folder:
+// after a crash the parts already in S3 (ListParts) are not sent again.
+func (u *Uploader) uploadResumable(ctx context.Context, f io.ReaderAt, emsPath, key string, st fileState) error {
+	u.m.backlog.Inc()
+	defer u.m.backlog.Dec()
+	start := u.now()
+	bucket := aws.String(u.cfg.DefaultBucket)
+	sp := u.statePath(key)
+	state := u.loadState(sp)
+	done := map[int32]string{}
+	if state != nil && (state.Key != key || state.Size != st.size || state.Mtime != st.mtime || state.PartSize != u.cfg.PartSize) {
+		// The file changed: the old upload is useless.
+		_, _ = u.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: bucket, Key: aws.String(state.Key), UploadId: aws.String(state.UploadID)})
+		state = nil
+	}
+	if state != nil {
+		parts, err := u.listParts(ctx, key, state.UploadID)
+		switch {
+		case isNoSuchUpload(err):
+			state = nil
+		case err != nil:
+			return err
+		default:
+			done = parts
+			u.log.Info().Str(logfield.Key, key).Int(logfield.Count, len(done)).Msg("resuming multipart upload")
+		}
+	}
+	if state == nil {
+		ct, cc, meta := u.headers(classify(emsPath, u.cfg.Bootstrap), st)
+		out, err := u.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+			Bucket: bucket, Key: aws.String(key),
+			ContentType: aws.String(ct), CacheControl: aws.String(cc), Metadata: meta,
+			ACL: types.ObjectCannedACL(u.cfg.ACL), StorageClass: types.StorageClass(u.cfg.StorageClass),
+		})
+		if err != nil {
+			return u.s3Error("create multipart upload", key, err)
+		}
+		state = &mpState{Key: key, UploadID: aws.ToString(out.UploadId), Size: st.size, Mtime: st.mtime, PartSize: u.cfg.PartSize}
+		if err := saveState(sp, state); err != nil {
+			return err
+		}
+	}
+	nparts := int32((st.size + u.cfg.PartSize - 1) / u.cfg.PartSize)
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, u.cfg.Concurrency)
+	for n := int32(1); n <= nparts; n++ {
+		if _, ok := done[n]; ok {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		off := int64(n-1) * u.cfg.PartSize
+		size := min(u.cfg.PartSize, st.size-off)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out, err := u.api.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket: bucket, Key: aws.String(key), UploadId: aws.String(state.UploadID),
+				PartNumber: aws.Int32(n), ContentLength: aws.Int64(size),
+				Body: io.NewSectionReader(f, off, size),
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, u.s3Error(fmt.Sprintf("upload part %d of", n), key, err))
+				return
+			}
+			done[n] = aws.ToString(out.ETag)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	parts := make([]types.CompletedPart, 0, len(done))
+	for n, etag := range done {
+		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(n), ETag: aws.String(etag)})
+	}
+	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
+	_, err := u.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: bucket, Key: aws.String(key), UploadId: aws.String(state.UploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		if isNoSuchUpload(err) && sp != "" {
+			_ = os.Remove(sp)
+		}
+		return u.s3Error("complete multipart upload", key, err)
+	}
+	if sp != "" {
+		_ = os.Remove(sp)
+	}
+	u.m.uploadSeconds.Observe(u.now().Sub(start).Seconds())
+	u.m.bytes.Add(float64(st.size))
+	u.m.objects.WithLabelValues("recording").Inc()
+	u.cache.put(key, st)
+	countRepair(ctx)
+	return nil
+}
+
+func (u *Uploader) listParts(ctx context.Context, key, uploadID string) (map[int32]string, error) {
+	out := map[int32]string{}
+	var marker *string
+	for {
+		page, err := u.api.ListParts(ctx, &s3.ListPartsInput{
+			Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumberMarker: marker,
+		})
+		if err != nil {
+			if isNoSuchUpload(err) {
+				return nil, err
+			}
+			return nil, u.s3Error("list parts of", key, err)
+		}
+		for _, p := range page.Parts {
+			out[aws.ToInt32(p.PartNumber)] = aws.ToString(p.ETag)
+		}
+		if !aws.ToBool(page.IsTruncated) || page.NextPartNumberMarker == nil {
+			return out, nil
+		}
+		marker = page.NextPartNumberMarker
+	}
+}
+
+func isNoSuchUpload(err error) bool {
+	var ae smithy.APIError
+	var nu *types.NoSuchUpload
+	return errors.As(err, &nu) || (errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload")
+}
