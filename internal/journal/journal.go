@@ -1,0 +1,313 @@
+// Package journal keeps accepted EMS events durably in a NATS JetStream stream, either on an
+// embedded in-process server with file storage under a data folder, or on an external NATS
+// server or cluster reached by URL. It also owns the dead-letter stream.
+//
+// Each event is one message on subject "ems.events.<ems>.<type>", its body the event exactly as
+// EMS sent it, its EMS name in a header, and its dedupe key as the JetStream message id, so a
+// duplicate POST within the dedupe window is stored once.
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/logfield"
+)
+
+// Subject layout and headers.
+const (
+	SubjectPrefix = "ems.events"
+	DeadPrefix    = "emsflow.dead"
+
+	HeaderEMS      = "Emsflow-Ems"
+	HeaderReceived = "Emsflow-Received"
+
+	// Dead-letter headers.
+	HeaderPlugin   = "Emsflow-Plugin"
+	HeaderError    = "Emsflow-Error"
+	HeaderAttempts = "Emsflow-Attempts"
+	HeaderSubject  = "Emsflow-Subject"
+	HeaderSequence = "Emsflow-Sequence"
+	HeaderFirstAt  = "Emsflow-First-Delivered"
+)
+
+// otherToken is the subject token for event types that are not safe subject tokens.
+const otherToken = "_other"
+
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Config configures the journal.
+type Config struct {
+	// DataDir holds the embedded server's storage. Unused with URL.
+	DataDir string
+	// URL of an external NATS server or cluster (comma-separated); empty runs an embedded one.
+	URL string
+	// Stream is the JetStream stream name for events; the dead-letter stream is "<Stream>_DEAD".
+	Stream string
+	// MaxAge and MaxBytes bound retention; zero means unlimited.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// DedupeWindow is how long a message id is remembered for duplicate detection.
+	DedupeWindow time.Duration
+	// Replicas is the stream replica count (external clusters only).
+	Replicas int
+	// SyncAlways makes the embedded server fsync every write before acknowledging it. Without it
+	// an acknowledged event survives a process crash (it is written to the file) but a power loss
+	// within the sync interval can lose it.
+	SyncAlways bool
+}
+
+// Journal is the durable event log.
+type Journal struct {
+	cfg    Config
+	log    zerolog.Logger
+	srv    *server.Server // nil with an external URL
+	nc     *nats.Conn
+	closed chan struct{} // closed by the connection's ClosedHandler
+	js     jetstream.JetStream
+	str    jetstream.Stream
+	dead   jetstream.Stream
+}
+
+// Open starts (or connects to) NATS and creates or updates the event and dead-letter streams.
+func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = "EMS_EVENTS"
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	j := &Journal{cfg: cfg, log: log, closed: make(chan struct{})}
+	opts := []nats.Option{
+		nats.Name("emsflow"),
+		nats.MaxReconnects(-1),
+		nats.ClosedHandler(func(*nats.Conn) { close(j.closed) }),
+	}
+	var err error
+	if cfg.URL == "" {
+		if err := j.startEmbedded(); err != nil {
+			return nil, err
+		}
+		j.nc, err = nats.Connect("", append(opts, nats.InProcessServer(j.srv))...)
+	} else {
+		j.nc, err = nats.Connect(cfg.URL, opts...)
+	}
+	if err != nil {
+		j.shutdownServer()
+		return nil, fmt.Errorf("connect to nats: %w", redactURLError(err, cfg.URL))
+	}
+	if j.js, err = jetstream.New(j.nc); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	sc := jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "EMS events accepted by emsflow",
+		Subjects:    []string{SubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    orUnlimited(cfg.MaxBytes),
+		Duplicates:  cfg.DedupeWindow,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+	}
+	if j.str, err = j.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
+	}
+	dc := jetstream.StreamConfig{
+		Name:        cfg.Stream + "_DEAD",
+		Description: "events a plugin gave up on, with the last error",
+		Subjects:    []string{DeadPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxBytes:    orUnlimited(cfg.MaxBytes),
+		Duplicates:  time.Hour,
+		Replicas:    cfg.Replicas,
+	}
+	if j.dead, err = j.js.CreateOrUpdateStream(ctx, dc); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("create stream %s: %w", dc.Name, err)
+	}
+	return j, nil
+}
+
+func orUnlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+func (j *Journal) startEmbedded() error {
+	dir, err := filepath.Abs(j.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("journal data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create journal data dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "emsflow",
+		JetStream:  true,
+		StoreDir:   dir,
+		DontListen: true, // in-process connections only: nothing to configure, nothing exposed
+		NoSigs:     true,
+		NoLog:      true,
+		SyncAlways: j.cfg.SyncAlways,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("start embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("start embedded nats: not ready after 30s (is another emsflow using " + dir + "?)")
+	}
+	j.srv = srv
+	return nil
+}
+
+// Subject returns the subject an event is stored under.
+func Subject(ems, typ string) string {
+	return SubjectPrefix + "." + Token(ems) + "." + Token(typ)
+}
+
+// TypeFilter returns the subject filter matching one event type from every EMS.
+func TypeFilter(typ string) string { return SubjectPrefix + ".*." + Token(typ) }
+
+// Token maps a name to a subject token: names made of letters, digits, "_" and "-" are kept,
+// anything else (an unknown event type with a dot or space in it) becomes "_other".
+func Token(s string) string {
+	if tokenRe.MatchString(s) {
+		return s
+	}
+	return otherToken
+}
+
+// Append stores events durably and returns once the server acknowledged every one. A duplicate
+// (same key within the dedupe window) is acknowledged without being stored again.
+func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
+	received := time.Now().UTC().Format(time.RFC3339Nano)
+	if len(evs) == 1 {
+		_, err := j.js.PublishMsg(ctx, j.message(evs[0], received), jetstream.WithMsgID(evs[0].Key()))
+		if err != nil {
+			return fmt.Errorf("journal %s: %w", evs[0].Type, err)
+		}
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	for _, ev := range evs {
+		f, err := j.js.PublishMsgAsync(j.message(ev, received), jetstream.WithMsgID(ev.Key()))
+		if err != nil {
+			return fmt.Errorf("journal %s: %w", ev.Type, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("journal: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("journal: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+func (j *Journal) message(ev *event.Event, received string) *nats.Msg {
+	m := nats.NewMsg(Subject(ev.EMS, ev.Type))
+	data := []byte(ev.Raw)
+	if len(data) == 0 {
+		data, _ = ev.MarshalJSON()
+	}
+	m.Data = data
+	m.Header.Set(HeaderEMS, ev.EMS)
+	m.Header.Set(HeaderReceived, received)
+	return m
+}
+
+// DecodeMsg turns a journaled message back into an event.
+func DecodeMsg(m jetstream.Msg) (*event.Event, error) {
+	ev, err := event.Decode(m.Data())
+	if err != nil {
+		return nil, err
+	}
+	ev.EMS = m.Headers().Get(HeaderEMS)
+	return ev, nil
+}
+
+// Ready returns nil when the journal can accept events.
+func (j *Journal) Ready() error {
+	if j.nc == nil || !j.nc.IsConnected() {
+		return errors.New("journal: not connected to nats")
+	}
+	if j.srv != nil && !j.srv.JetStreamEnabled() {
+		return errors.New("journal: jetstream disabled")
+	}
+	return nil
+}
+
+// JetStream returns the JetStream context for consumers.
+func (j *Journal) JetStream() jetstream.JetStream { return j.js }
+
+// Stream returns the event stream.
+func (j *Journal) Stream() jetstream.Stream { return j.str }
+
+// DeadStream returns the dead-letter stream.
+func (j *Journal) DeadStream() jetstream.Stream { return j.dead }
+
+// Close drains the connection and stops the embedded server.
+func (j *Journal) Close() error {
+	var err error
+	if j.nc != nil {
+		if derr := j.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+			err = derr
+		}
+		// Drain is asynchronous; wait for it so pending acks reach the server.
+		select {
+		case <-j.closed:
+		case <-time.After(10 * time.Second):
+		}
+		j.nc.Close()
+	}
+	j.shutdownServer()
+	return err
+}
+
+func (j *Journal) shutdownServer() {
+	if j.srv != nil {
+		j.srv.Shutdown()
+		j.srv.WaitForShutdown()
+		j.log.Debug().Str(logfield.Path, j.cfg.DataDir).Msg("embedded nats stopped")
+	}
+}
+
+// redactURLError removes credentials of the NATS URL from an error message.
+func redactURLError(err error, url string) error {
+	if url == "" {
+		return err
+	}
+	msg := err.Error()
+	for u := range strings.SplitSeq(url, ",") {
+		if i := strings.Index(u, "@"); i > 0 {
+			msg = strings.ReplaceAll(msg, u[:i], "<redacted>")
+		}
+	}
+	return errors.New(msg)
+}
