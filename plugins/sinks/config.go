@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,54 @@ func (Secret) GoString() string { return "<redacted>" }
 
 // MarshalJSON writes "<redacted>".
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"<redacted>"`), nil }
+
+// Endpoint is a sink URL or file path. It prints without its password (as url.URL.Redacted
+// does), so that configuration dumps never show SMTP credentials.
+type Endpoint string
+
+// String returns the URL without its password.
+func (e Endpoint) String() string {
+	u, err := url.Parse(string(e))
+	if err != nil || u.User == nil {
+		return string(e)
+	}
+	return u.Redacted()
+}
+
+// GoString is String quoted, for %#v.
+func (e Endpoint) GoString() string { return strconv.Quote(e.String()) }
+
+// MarshalJSON writes String.
+func (e Endpoint) MarshalJSON() ([]byte, error) { return json.Marshal(e.String()) }
+
+// Addresses are email recipients: a JSON list, or one string with comma-separated addresses
+// (the INI form and the single-recipient case).
+type Addresses []string
+
+// UnmarshalJSON reads a list of strings or one comma-separated string.
+func (a *Addresses) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		var out Addresses
+		for part := range strings.SplitSeq(s, ",") {
+			if p := strings.TrimSpace(part); p != "" {
+				out = append(out, p)
+			}
+		}
+		*a = out
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return errors.New("to must be an address or a list of addresses")
+	}
+	*a = l
+	return nil
+}
 
 // Signature schemes for HTTP sinks.
 const (
@@ -88,7 +137,7 @@ type SinkConfig struct {
 	Name string `json:"name"`
 	// URL selects the kind: http:// or https:// (POST), smtp:// or smtps:// (email digest), or a
 	// file path or file:// URL (JSON lines).
-	URL string `json:"url"`
+	URL Endpoint `json:"url"`
 	// Only and Except are the Flussonic filters (see package filter).
 	Only filter.Sets `json:"only"`
 	// Except drops events before Only is considered.
@@ -125,7 +174,7 @@ type SinkConfig struct {
 	// From is the email sender address.
 	From string `json:"from"`
 	// To are the email recipients.
-	To []string `json:"to"`
+	To Addresses `json:"to"`
 	// Subject is the email subject; the event count is appended.
 	Subject string `json:"subject"`
 	// DigestInterval is both how long a digest collects after its first event and the least
@@ -189,7 +238,7 @@ func (c *SinkConfig) UnmarshalJSON(b []byte) error {
 
 // Kind returns the sink kind its URL selects.
 func (c SinkConfig) Kind() string {
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(string(c.URL))
 	if err != nil || len(u.Scheme) <= 1 { // "C:\..." parses with a one-letter scheme
 		return kindFile
 	}
@@ -207,9 +256,9 @@ func (c SinkConfig) Filter() filter.Filter { return filter.Filter{Only: c.Only, 
 
 // RedactedURL returns the URL without its password, for logs.
 func (c SinkConfig) RedactedURL() string {
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(string(c.URL))
 	if err != nil || u.Scheme == "" {
-		return c.URL
+		return string(c.URL)
 	}
 	return u.Redacted()
 }
@@ -264,7 +313,7 @@ func (c SinkConfig) Validate() error {
 	if c.set["throttle_delay"] && kind == kindEmail {
 		bad("throttle_delay does not apply to email sinks: use digest_interval")
 	}
-	if strings.TrimSpace(c.URL) == "" {
+	if strings.TrimSpace(string(c.URL)) == "" {
 		bad("url is required")
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100000 {
@@ -306,7 +355,7 @@ func (c SinkConfig) Validate() error {
 
 func (c SinkConfig) validateHTTP() []error {
 	var errs []error
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(string(c.URL))
 	if err != nil || u.Host == "" {
 		errs = append(errs, fmt.Errorf("url %q is not an absolute http(s) URL", c.RedactedURL()))
 	}
@@ -333,7 +382,7 @@ func (c SinkConfig) validateHTTP() []error {
 
 func (c SinkConfig) validateEmail() []error {
 	var errs []error
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(string(c.URL))
 	if err != nil || u.Hostname() == "" {
 		errs = append(errs, fmt.Errorf("url %q is not an smtp://host:port URL", c.RedactedURL()))
 	} else if u.Scheme == "smtps" && c.StartTLS {
@@ -374,8 +423,8 @@ func standardWebhooksKey(k string) ([]byte, error) {
 
 // filePath resolves a file sink's path against the configuration folder.
 func (c SinkConfig) filePath(configDir string) string {
-	p := c.URL
-	if u, err := url.Parse(c.URL); err == nil && strings.EqualFold(u.Scheme, "file") {
+	p := string(c.URL)
+	if u, err := url.Parse(string(c.URL)); err == nil && strings.EqualFold(u.Scheme, "file") {
 		p = u.Path
 		if p == "" {
 			p = u.Opaque

@@ -39,13 +39,13 @@ type emailDeliverer struct {
 }
 
 func newEmailDeliverer(sc SinkConfig, now func() time.Time) (*emailDeliverer, error) {
-	u, err := url.Parse(sc.URL)
+	u, err := url.Parse(string(sc.URL))
 	if err != nil {
 		return nil, fmt.Errorf("parse smtp url: %w", err)
 	}
 	d := &emailDeliverer{
 		sink: sc.Name, host: u.Hostname(), redacted: u.Redacted(), implicit: u.Scheme == "smtps",
-		startTLS: sc.StartTLS, from: sc.From, to: sc.To, subject: sc.Subject, now: now,
+		startTLS: sc.StartTLS, from: sc.From, to: []string(sc.To), subject: sc.Subject, now: now,
 	}
 	port := u.Port()
 	if port == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -14,7 +15,8 @@ import (
 //
 // Time rotation happens at multiples of the period (UTC): a file is rotated before the first
 // write in a later period than its last write, so rotation survives restarts without extra
-// state. Rotated files are renamed to name-<UTC start of rotation>.ext beside the file.
+// state. Rotated files are renamed to name-<UTC time of rotation>-<n>.ext beside the file, so
+// that their names sort in order.
 type fileDeliverer struct {
 	path     string
 	maxBytes int64
@@ -59,24 +61,48 @@ func (d *fileDeliverer) open() error {
 }
 
 func (d *fileDeliverer) deliver(_ context.Context, batch []record) error {
-	var data []byte
-	for _, r := range batch {
-		data = append(append(data, eventJSON(r)...), '\n')
-	}
 	if d.f == nil {
 		if err := d.open(); err != nil {
 			return err
 		}
 	}
 	now := d.now()
-	if d.size > 0 && ((d.every > 0 && d.periodOf(now).After(d.period)) ||
-		(d.maxBytes > 0 && d.size+int64(len(data)) > d.maxBytes)) {
+	if d.size > 0 && d.every > 0 && d.periodOf(now).After(d.period) {
 		if err := d.rotate(now); err != nil {
 			return err
 		}
 	}
+	// A batch is split between files at line boundaries, so a file outgrows max_bytes only
+	// when a single line is larger.
+	var buf []byte
+	for _, r := range batch {
+		line := append(slices.Clone(eventJSON(r)), '\n')
+		if d.maxBytes > 0 && d.size+int64(len(buf)+len(line)) > d.maxBytes && d.size+int64(len(buf)) > 0 {
+			if err := d.write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+			if err := d.rotate(now); err != nil {
+				return err
+			}
+		}
+		buf = append(buf, line...)
+	}
+	if err := d.write(buf); err != nil {
+		return err
+	}
+	d.period = d.periodOf(now)
+	return nil
+}
+
+// write appends whole lines and syncs them. A redelivered batch may repeat lines that an
+// earlier, failed attempt wrote: delivery is at least once.
+func (d *fileDeliverer) write(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
 	if _, err := d.f.Write(data); err != nil {
-		// Cut a partial write so the file stays whole lines; the batch is written again.
+		// Cut a partial write so the file stays whole lines.
 		_ = d.f.Truncate(d.size)
 		return fmt.Errorf("write sink file: %w", err)
 	}
@@ -84,10 +110,11 @@ func (d *fileDeliverer) deliver(_ context.Context, batch []record) error {
 		return fmt.Errorf("sync sink file: %w", err)
 	}
 	d.size += int64(len(data))
-	d.period = d.periodOf(now)
 	return nil
 }
 
+// rotate renames the current file to name-<UTC time>-<n>.ext, n counting from 1 for files
+// rotated in the same millisecond, and opens a new one.
 func (d *fileDeliverer) rotate(now time.Time) error {
 	if err := d.f.Close(); err != nil {
 		return fmt.Errorf("close sink file: %w", err)
@@ -96,12 +123,12 @@ func (d *fileDeliverer) rotate(now time.Time) error {
 	ext := filepath.Ext(d.path)
 	base := strings.TrimSuffix(d.path, ext)
 	stamp := now.UTC().Format("20060102T150405.000Z")
-	target := base + "-" + stamp + ext
+	var target string
 	for i := 1; ; i++ {
+		target = fmt.Sprintf("%s-%s-%03d%s", base, stamp, i, ext)
 		if _, err := os.Stat(target); errors.Is(err, os.ErrNotExist) {
 			break
 		}
-		target = fmt.Sprintf("%s-%s-%d%s", base, stamp, i, ext)
 	}
 	if err := os.Rename(d.path, target); err != nil {
 		return fmt.Errorf("rotate sink file: %w", err)

@@ -43,7 +43,7 @@ type httpDeliverer struct {
 }
 
 func newHTTPDeliverer(sc SinkConfig, client *http.Client, now func() time.Time) (*httpDeliverer, error) {
-	d := &httpDeliverer{url: sc.URL, redacted: sc.RedactedURL(), client: client, headers: sc.Headers, signature: sc.Signature, now: now}
+	d := &httpDeliverer{url: string(sc.URL), redacted: sc.RedactedURL(), client: client, headers: sc.Headers, signature: sc.Signature, now: now}
 	switch sc.Signature {
 	case SignatureSHA1:
 		d.key = []byte(sc.SignKey)

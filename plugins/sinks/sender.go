@@ -21,6 +21,9 @@ func (k *sink) run(ctx context.Context) {
 			return
 		default:
 		}
+		// Read the clock before the queue: a batch found ready then holds every event queued
+		// before that moment (a digest must not miss the last event of a burst).
+		now := k.now()
 		batch, err := k.q.peek(k.cfg.BatchSize)
 		if err != nil {
 			if !readFailing {
@@ -45,7 +48,7 @@ func (k *sink) run(ctx context.Context) {
 				ready = t
 			}
 		}
-		if d := ready.Sub(k.now()); d > 0 {
+		if d := ready.Sub(now); d > 0 {
 			if !k.wait(d) {
 				return
 			}
