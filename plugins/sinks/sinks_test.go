@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -303,4 +304,34 @@ func TestSecretsNotPrinted(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "dead-lettered") {
 		t.Errorf("logs do not report the dead letters: %s", h.logs.String())
 	}
+}
+
+// TestCloseAbandonsStuckDelivery closes the plugin while a receiver holds a request: Close
+// returns once its context ends, and the batch is delivered by the next instance.
+func TestCloseAbandonsStuckDelivery(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.block = make(chan struct{})
+	h := newHarness(t)
+	params := `{"sinks":[{"name":"ops","url":"` + rcv.srv.URL + `","timeout":"1h"}]}`
+	s := h.build(t, params)
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, s, closedEvent(t, 1, "a"))
+	eventually(t, "the request to be held", func() bool { return rcv.inflight.Load() == 1 })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Handle(t.Context(), closedEvent(t, 2, "b")); err == nil {
+		t.Error("Handle after Close: got nil, want an error so the dispatcher keeps the event")
+	}
+	// The abandoned request is answered 503 so that only a new delivery counts as accepted.
+	rcv.status.Store(http.StatusServiceUnavailable)
+	close(rcv.block) // a closed channel no longer holds requests
+	eventually(t, "the held request to end", func() bool { return rcv.inflight.Load() == 0 })
+	rcv.status.Store(http.StatusOK)
+	h.start(t, params)
+	eventually(t, "the abandoned batch after restart", func() bool { return slices.Contains(rcv.acceptedIDs(t), 1) })
 }
