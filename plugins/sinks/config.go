@@ -247,8 +247,10 @@ func (c SinkConfig) Kind() string {
 		return kindHTTP
 	case "smtp", "smtps":
 		return kindEmail
+	case "file":
+		return kindFile
 	}
-	return kindFile
+	return "" // unsupported; Validate says so
 }
 
 // Filter returns the sink's filter.
@@ -267,7 +269,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // onlyFor lists the keys that apply to one kind only.
 var onlyFor = map[string]string{
-	"sign_key": kindHTTP, "signature": kindHTTP, "headers": kindHTTP, "throttle_delay": "",
+	"sign_key": kindHTTP, "signature": kindHTTP, "headers": kindHTTP,
 	"max_bytes": kindFile, "rotate_every": kindFile,
 	"from": kindEmail, "to": kindEmail, "subject": kindEmail, "digest_interval": kindEmail, "starttls": kindEmail,
 }
@@ -306,7 +308,7 @@ func (c SinkConfig) Validate() error {
 	}
 	kind := c.Kind()
 	for key, k := range onlyFor {
-		if c.set[key] && k != "" && k != kind {
+		if c.set[key] && kind != "" && k != kind {
 			bad("%s applies to %s sinks only, this is a %s sink", key, k, kind)
 		}
 	}
@@ -344,11 +346,16 @@ func (c SinkConfig) Validate() error {
 	case kindHTTP:
 		errs = append(errs, c.validateHTTP()...)
 	case kindFile:
+		if p := c.filePath(""); p == "." || strings.HasSuffix(p, "/") || strings.HasSuffix(string(c.URL), "/") {
+			bad("url %q must name a file", string(c.URL))
+		}
 		if c.MaxBytes < 0 {
 			bad("max_bytes %d must not be negative", c.MaxBytes)
 		}
 	case kindEmail:
 		errs = append(errs, c.validateEmail()...)
+	default:
+		bad("url %q: scheme not supported (use http, https, smtp, smtps, file or a file path)", c.RedactedURL())
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,24 @@
 // a delivery and its commit sends that batch again, so delivery is at least once; receivers can
 // deduplicate by webhook-id (Standard Webhooks) or by the events' own id, processId and ems.
 //
+// # Configuration
+//
+//	"EventSinks": {"plugin_switch": "enabled", "parameters": {"sinks": [
+//	  {"name": "ops", "url": "https://hooks.example.com/ems", "only": ["type=inStreamCreated,inStreamClosed"],
+//	   "sign_key": "whsec_...", "signature": "standard-webhooks", "batch_size": 100, "throttle_delay": "1s",
+//	   "resend_limit": 0, "resend_timeout": "24h", "timeout": "10s", "headers": {"authorization": "Bearer ..."}},
+//	  {"name": "archive", "url": "events/all.jsonl", "except": ["type=hls*"], "max_bytes": 104857600, "rotate_every": "24h"},
+//	  {"name": "noc", "url": "smtp://user:pass@mail.example.com:587", "starttls": true, "from": "emsflow@example.com",
+//	   "to": ["noc@example.com"], "subject": "source lost", "digest_interval": "5m", "only": "type=inStreamClosed"}]}}
+//
+// Keys by kind: every sink takes name, url, only, except, batch_size, resend_limit,
+// resend_timeout, resend_delay, resend_max_delay and timeout; HTTP sinks take sign_key,
+// signature ("sha1", the default when sign_key is set, or "standard-webhooks"), headers and
+// throttle_delay; file sinks take max_bytes (default 100 MiB, 0 = no size rotation),
+// rotate_every (0 = none) and throttle_delay; email sinks take from, to, subject, starttls and
+// digest_interval (default 5m). A key that does not apply to a sink's kind is an error. In the
+// INI form "sinks" may be given as a JSON string.
+//
 // # What receivers get
 //
 // HTTP sinks POST a JSON array of events in EMS's own envelope ({"id", "timestamp",

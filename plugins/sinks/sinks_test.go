@@ -250,6 +250,8 @@ func TestConfigErrors(t *testing.T) {
 		{"throttle on email", `{"sinks":[{"name":"a","url":"smtp://127.0.0.1:25","from":"a@b.c","to":["a@b.c"],"throttle_delay":"1s"}]}`, "digest_interval"},
 		{"batch size", `{"sinks":[{"name":"a","url":"http://h","batch_size":0}]}`, "batch_size"},
 		{"negative limit", `{"sinks":[{"name":"a","url":"http://h","resend_limit":-1}]}`, "resend_limit"},
+		{"unsupported scheme", `{"sinks":[{"name":"a","url":"ftp://h/x"}]}`, "scheme not supported"},
+		{"file folder", `{"sinks":[{"name":"a","url":"logs/"}]}`, "must name a file"},
 		{"bad duration", `{"sinks":[{"name":"a","url":"http://h","resend_timeout":"soon"}]}`, "not a duration"},
 		{"all problems", `{"sinks":[{"name":"a","url":"http://h","batch_size":0,"resend_limit":-1}]}`, "resend_limit"},
 	}
