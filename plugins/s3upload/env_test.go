@@ -333,9 +333,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // probePackets counts the packets ffprobe reads from a URL or file: playing every segment gives
 // the same count over HTTP as from disk.
-func probePackets(t *testing.T, input string) int {
+func probePackets(t *testing.T, input string, opts ...string) int {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "ffprobe", "-v", "error", "-show_entries", "packet=stream_index", "-of", "csv=p=0", input)
+	args := append(append([]string{"-v", "error"}, opts...), "-show_entries", "packet=stream_index", "-of", "csv=p=0", input)
+	cmd := exec.CommandContext(t.Context(), "ffprobe", args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v\n%s", input, err, out)
