@@ -96,6 +96,9 @@ func (j *job) run(args []string) {
 		s.logEmitErr(err, "start ffmpeg")
 		exited <- err
 	} else {
+		s.mu.Lock()
+		s.pids = append(s.pids, cmd.Process.Pid)
+		s.mu.Unlock()
 		go func() { exited <- cmd.Wait() }()
 	}
 	t := time.NewTicker(pollInterval)

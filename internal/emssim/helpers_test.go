@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,9 @@ func newSink(t *testing.T) *sink {
 		path, _ := env.Payload["file"].(string)
 		if rs, ok := env.Payload["recordSettings"].(map[string]any); ok && path == "" {
 			path, _ = rs["computedPathToFile"].(string)
+		}
+		if a, ok := env.Payload["arguments"].(string); ok && path == "" {
+			path = strings.TrimPrefix(a, "-path=")
 		}
 		if path != "" {
 			if fi, err := os.Stat(path); err == nil {

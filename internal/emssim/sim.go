@@ -91,6 +91,7 @@ type Sim struct {
 	timers       map[uint64]*timer
 	reserved     map[string]bool // record paths being written, so a restart picks the next name
 	masters      map[string]*masterState
+	pids         []int // every ffmpeg started, for tests that check none is left
 	closed       bool
 
 	apiLn, rtmpLn net.Listener
@@ -234,6 +235,13 @@ func (s *Sim) EventStats() EventStats {
 func (s *Sim) Deliveries() []Delivery {
 	_, d := s.em.snapshot()
 	return d
+}
+
+// ffmpegPIDs returns the process ids of every ffmpeg the simulator started.
+func (s *Sim) ffmpegPIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.pids...)
 }
 
 func (s *Sim) sortedStreamIDs() []uint64 {
