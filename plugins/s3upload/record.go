@@ -214,11 +214,14 @@ func (u *Uploader) uploadResumable(ctx context.Context, f io.ReaderAt, emsPath, 
 		errs []error
 		wg   sync.WaitGroup
 	)
-	sem := make(chan struct{}, u.cfg.Concurrency)
+	var todo []int32
 	for n := int32(1); n <= nparts; n++ {
-		if _, ok := done[n]; ok {
-			continue
+		if _, ok := done[n]; !ok {
+			todo = append(todo, n)
 		}
+	}
+	sem := make(chan struct{}, u.cfg.Concurrency)
+	for _, n := range todo {
 		if ctx.Err() != nil {
 			break
 		}
