@@ -3,6 +3,7 @@ package webhook
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -45,6 +46,9 @@ type Config struct {
 	// DefaultEMS names the EMS an event is attributed to when nothing else matches. With a single
 	// EMS configured and DefaultEMS empty, it is that EMS.
 	DefaultEMS string
+	// Admin, when set, is served under /admin/ (operator endpoints such as dead letters),
+	// behind the same AuthToken as the event paths.
+	Admin http.Handler
 }
 
 // EMSSource says how to recognise the events of one EMS server.

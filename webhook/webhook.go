@@ -232,6 +232,10 @@ func (s *Server) routes(gatherer prometheus.Gatherer) http.Handler {
 	r.Get(readyPath, s.handleReady)
 	r.Method(http.MethodGet, metricsPath, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: promLogger{s.log}}))
 
+	if s.cfg.Admin != nil {
+		r.With(s.requireToken).Mount("/admin", s.cfg.Admin)
+	}
+
 	ev := r.With(s.instrument)
 	for _, p := range s.cfg.Paths {
 		ev.HandleFunc(p, s.handleEvents)
@@ -333,6 +337,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(evs)})
+}
+
+// requireToken answers 401 to requests without the auth token (when one is configured).
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			writeError(w, http.StatusUnauthorized, "missing or wrong token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // authorized checks the token in constant time. The token is taken from the Authorization

@@ -215,6 +215,7 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 	for _, t := range e.Plugin.Events() {
 		filters = append(filters, journal.TypeFilter(t))
 	}
+	filters = append(filters, journal.RedriveFilter(name))
 	cc := jetstream.ConsumerConfig{
 		Durable:        ConsumerName(name),
 		Description:    "emsflow plugin " + name,
