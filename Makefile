@@ -7,8 +7,6 @@ TOOLS        := $(CURDIR)/.tools
 TOOLBIN      := $(TOOLS)/bin
 VERSITYGW    := $(TOOLBIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
-HEY          := $(TOOLBIN)/hey
-HEY_VERSION  := v0.1.5
 GOLANGCI     := $(TOOLBIN)/golangci-lint
 GOLANGCI_VERSION := v2.6.2
 CONFIG       ?= $(if $(wildcard config.ini),config.ini,config.ini.example)
@@ -39,7 +37,7 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: webhook ingest against a bare handler, S3 upload against a plain transfermanager loop
-bench: tools $(HEY)
+bench: tools
 	$(GO) build -o bin/emsflow ./cmd/emsflow
 	./scripts/bench-ingest.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./plugins/s3upload/
@@ -67,10 +65,6 @@ $(VERSITYGW):
 	@mkdir -p $(TOOLBIN)
 	cd /tmp && GOBIN=$(TOOLBIN) GOFLAGS=-mod=mod $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION) \
 	  || { echo "error: could not build versitygw from the Go module proxy"; exit 1; }
-
-$(HEY):
-	@mkdir -p $(TOOLBIN)
-	cd /tmp && GOBIN=$(TOOLBIN) $(GO) install github.com/rakyll/hey@$(HEY_VERSION)
 
 $(GOLANGCI):
 	@mkdir -p $(TOOLBIN)

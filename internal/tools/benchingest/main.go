@@ -1,0 +1,260 @@
+// Command benchingest measures webhook ingest: a realistic inStreamCreated (about 2 KB, a
+// distinct id per request so the journal's dedupe does not short-cut anything) POSTed by wrk
+// with 64 connections to emsflow's durable webhook, and in the same run the same load against a
+// bare net/http handler that answers 200 and does nothing. It prints events/s, p50 and p99, the
+// ratio to the bare handler, and emsflow's peak RSS.
+//
+//	go run ./internal/tools/benchingest -emsflow bin/emsflow -duration 20s
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	bare := flag.Bool("bare", false, "run the bare handler on -addr (used by the benchmark itself)")
+	addr := flag.String("addr", "", "listen address for -bare")
+	bin := flag.String("emsflow", "bin/emsflow", "emsflow binary")
+	fixture := flag.String("fixture", "webhook/testdata/inStreamCreated.json", "event body template")
+	dur := flag.Duration("duration", 20*time.Second, "load duration per target")
+	conns := flag.Int("connections", 64, "wrk connections")
+	flag.Parse()
+	if *bare {
+		serveBare(*addr)
+		return
+	}
+	if err := run(*bin, *fixture, *dur, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "benchingest:", err)
+		os.Exit(1)
+	}
+}
+
+func serveBare(addr string) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	})
+	if err := (&http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	non2xx   int
+	requests int
+}
+
+func run(bin, fixture string, dur time.Duration, conns int) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk not found: install it with 'apt-get install wrk'")
+	}
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	body, err := os.ReadFile(fixture)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "benchingest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	script := filepath.Join(tmp, "post.lua")
+	if err := os.WriteFile(script, []byte(luaScript(string(body))), 0o600); err != nil {
+		return err
+	}
+
+	// Baseline: the bare handler, in its own process like emsflow.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bareAddr := freeAddr()
+	bareCmd := exec.Command(self, "-bare", "-addr", bareAddr)
+	if err := bareCmd.Start(); err != nil {
+		return err
+	}
+	defer bareCmd.Process.Kill()
+	if err := waitHTTP("http://" + bareAddr + "/"); err != nil {
+		return err
+	}
+
+	// emsflow with its default plugin (EventLog) on a fresh journal.
+	emsAddr := freeAddr()
+	cfg := filepath.Join(tmp, "config.ini")
+	if err := os.WriteFile(cfg, []byte(`{"log": {"level": "warn"}, "journal": {"data_dir": "data"},
+	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl"}}}}`), 0o600); err != nil {
+		return err
+	}
+	ems := exec.Command(bin, "serve", "--config", cfg)
+	ems.Dir = tmp
+	ems.Env = append(os.Environ(), "EMSFLOW_SERVER_LISTEN="+emsAddr)
+	ems.Stderr = os.Stderr
+	if err := ems.Start(); err != nil {
+		return err
+	}
+	defer ems.Process.Kill()
+	if err := waitHTTP("http://" + emsAddr + "/readyz"); err != nil {
+		return err
+	}
+
+	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target, %d cores\n",
+		len(body), conns, dur, numCPU())
+	b, err := load("http://"+bareAddr+"/evowebservices", script, dur, conns)
+	if err != nil {
+		return fmt.Errorf("bare handler: %w", err)
+	}
+	e, err := load("http://"+emsAddr+"/evowebservices", script, dur, conns)
+	if err != nil {
+		return fmt.Errorf("emsflow: %w", err)
+	}
+	rss := peakRSS(ems.Process.Pid)
+	stored := journaled(emsAddr)
+	fmt.Printf("%-22s %12s %10s %10s %8s\n", "target", "events/s", "p50", "p99", "non-2xx")
+	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx)
+	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "emsflow (durable)", e.rps, e.p50, e.p99, e.non2xx)
+	fmt.Printf("ratio emsflow/bare: %.2f (target >= 0.5)\n", e.rps/b.rps)
+	fmt.Printf("emsflow p99: %s (target <= 10ms)\n", e.p99)
+	fmt.Printf("emsflow peak RSS: %.1f MB (target <= 80 MB)\n", float64(rss)/1e6)
+	fmt.Printf("emsflow accepted: %s\n", stored)
+	return nil
+}
+
+// luaScript makes each request's body unique by rewriting the envelope id and uniqueId.
+func luaScript(body string) string {
+	body = strings.TrimSpace(body)
+	body = regexp.MustCompile(`"id":\s*\d+`).ReplaceAllString(body, `"id":__ID__`)
+	return fmt.Sprintf(`
+local template = [==[%s]==]
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local id = tostring(counter) .. tostring(math.random(1, 1000000000))
+  local b = string.gsub(template, "__ID__", id)
+  return wrk.format(nil, nil, nil, b)
+end
+`, body)
+}
+
+var (
+	reqRe  = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	nonRe  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	totRe  = regexp.MustCompile(`(\d+) requests in`)
+	pctRe  = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	cpuRe  = regexp.MustCompile(`^processor`)
+	hwmRe  = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
+	accRe  = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
+	unitNS = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
+)
+
+func load(url, script string, dur time.Duration, conns int) (result, error) {
+	out, err := exec.Command("wrk", "-t", "2", "-c", strconv.Itoa(conns), "-d", dur.String(), "--latency", "-s", script, url).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r result
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := reqRe.FindStringSubmatch(line); m != nil {
+			r.rps, _ = strconv.ParseFloat(m[1], 64)
+		}
+		if m := nonRe.FindStringSubmatch(line); m != nil {
+			r.non2xx, _ = strconv.Atoi(m[1])
+		}
+		if m := totRe.FindStringSubmatch(line); m != nil {
+			r.requests, _ = strconv.Atoi(m[1])
+		}
+		if m := pctRe.FindStringSubmatch(line); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			d := time.Duration(v * unitNS[m[3]])
+			if m[1] == "50" {
+				r.p50 = d
+			} else {
+				r.p99 = d
+			}
+		}
+	}
+	if r.rps == 0 {
+		return r, fmt.Errorf("could not read wrk output:\n%s", out)
+	}
+	return r, nil
+}
+
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	m := hwmRe.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb * 1024
+}
+
+func journaled(addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if m := accRe.FindSubmatch(b); m != nil {
+		return string(m[1]) + " events journaled"
+	}
+	return "?"
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	n := 0
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if cpuRe.MatchString(l) {
+			n++
+		}
+	}
+	return n
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering after 30s", url)
+}
