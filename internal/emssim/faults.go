@@ -7,7 +7,8 @@ import (
 
 // Faults are the failures the simulator injects, for tests of everything that talks to it. The
 // zero value injects nothing. Random decisions come from the simulator's seeded generator, so a
-// run with the same seed and the same sequence of events makes the same decisions.
+// run with the same seed and the same sequence of events makes the same decisions. In JSON
+// (the admin endpoint, the binary's --faults) durations are nanoseconds.
 type Faults struct {
 	// DropRate is the fraction of event POSTs (per sink) that are silently not sent, as when
 	// the receiver is unreachable: EMS neither queues nor retries (reference §1.1). The event id

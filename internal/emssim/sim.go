@@ -13,6 +13,17 @@
 // calls to the simulator listening at host:port. So pushes and pulls work between simulators
 // in one process and across processes alike, and a push to an address where no simulator
 // listens fails to connect, as it would on a real EMS.
+//
+// # Admin endpoints
+//
+// Served under /_sim/ on both the API and the RTMP address:
+//
+//	POST /_sim/publish?name=N     an encoder publishes N (inStreamCreated, type INR)
+//	POST /_sim/unpublish?name=N   the encoder of N disconnects (its outputs close with it)
+//	GET  /_sim/faults             the injected faults (JSON, durations in nanoseconds)
+//	PUT  /_sim/faults             replace them
+//	GET  /_sim/events             delivery counters and the recent delivery log
+//	POST /_sim/play, GET /_sim/alive, POST /_sim/close   used by peers for pulls and pushes
 package emssim
 
 import (
