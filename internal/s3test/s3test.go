@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // Region is the region the server answers for.
@@ -50,18 +52,29 @@ type Server struct {
 	// Client is a ready S3 client for the server (path style, region us-east-1).
 	Client *s3.Client
 
-	t    testing.TB
-	bin  string
-	addr string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	out  *lockedWriter
-	done chan struct{}
+	t          testing.TB
+	versionDir string
+	bin        string
+	addr       string
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	out        *lockedWriter
+	done       chan struct{}
+}
+
+// Options change how the server runs.
+type Options struct {
+	// Versioning lets buckets keep every version of an object (see EnableVersioning), so a test
+	// can read each version a key had.
+	Versioning bool
 }
 
 // Start runs a new server for the test and stops it at cleanup. It fails the test when the binary
 // is missing or the server does not become ready.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -79,6 +92,12 @@ func Start(t testing.TB) *Server {
 	}
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if opts.Versioning {
+		s.versionDir = filepath.Join(base, "versions")
+		if err := os.MkdirAll(s.versionDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.Endpoint = "http://" + s.addr
 	s.Client = s3.New(s.ClientOptions())
@@ -139,7 +158,11 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command(s.bin, "--port", s.addr, "--quiet", "--access-log", s.AccessLog, "posix", s.DataDir)
+	args := []string{"--port", s.addr, "--quiet", "--access-log", s.AccessLog, "posix"}
+	if s.versionDir != "" {
+		args = append(args, "--versioning-dir", s.versionDir)
+	}
+	cmd := exec.Command(s.bin, append(args, s.DataDir)...)
 	// Credentials go through the environment, not argv, so they do not show in process lists.
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	out := &lockedWriter{w: &bytes.Buffer{}}
@@ -192,6 +215,67 @@ func (s *Server) CreateBucket(t testing.TB, name string) {
 	if _, err := s.Client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("create bucket %s: %v", name, err)
 	}
+}
+
+// EnableVersioning turns on versioning for a bucket; the server must run with Versioning.
+func (s *Server) EnableVersioning(t testing.TB, bucket string) {
+	t.Helper()
+	if _, err := s.Client.PutBucketVersioning(t.Context(), &s3.PutBucketVersioningInput{
+		Bucket:                  aws.String(bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
+	}); err != nil {
+		t.Fatalf("enable versioning on %s: %v", bucket, err)
+	}
+}
+
+// Put is one stored object version, in the order the server stored it.
+type Put struct {
+	Key       string
+	VersionID string
+	// Seq is the position of the PUT among all successful PUTs of the bucket, from 0.
+	Seq int
+}
+
+// Puts returns the bucket's object versions in the order the server stored them: the access
+// log gives the order, ListObjectVersions the version of each PUT (the k-th PUT of a key is its
+// k-th oldest version). The bucket must be versioned and nothing deleted.
+func (s *Server) Puts(t testing.TB, bucket string) []Put {
+	t.Helper()
+	reqs, err := s.Requests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string][]string{} // key → version ids, oldest first
+	p := s3.NewListObjectVersionsPaginator(s.Client, &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		if err != nil {
+			t.Fatalf("list versions of %s: %v", bucket, err)
+		}
+		for _, v := range page.Versions {
+			k := aws.ToString(v.Key)
+			versions[k] = append(versions[k], aws.ToString(v.VersionId))
+		}
+	}
+	for k, vs := range versions {
+		slices.Reverse(vs) // listed newest first
+		versions[k] = vs
+	}
+	var out []Put
+	nth := map[string]int{}
+	for _, r := range reqs {
+		if r.Bucket != bucket || r.Status != 200 || (r.Operation != "s3_PutObject" && r.Operation != "s3_CompleteMultipartUpload") {
+			continue
+		}
+		vs := versions[r.Key]
+		i := nth[r.Key]
+		nth[r.Key]++
+		if i >= len(vs) {
+			t.Fatalf("access log has %d PUTs of %s, the bucket %d versions", nth[r.Key], r.Key, len(vs))
+		}
+		out = append(out, Put{Key: r.Key, VersionID: vs[i], Seq: len(out)})
+	}
+	return out
 }
 
 // MakePublic lets anonymous clients (a player such as ffprobe) read every object of a bucket,

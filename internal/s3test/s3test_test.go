@@ -84,3 +84,28 @@ func TestInvalidBucketNameRefused(t *testing.T) {
 		t.Fatalf("create HLS_files: got code %s, want InvalidBucketName", ae.ErrorCode())
 	}
 }
+
+func TestPutsGivesEveryVersionInOrder(t *testing.T) {
+	srv := s3test.StartWith(t, s3test.Options{Versioning: true})
+	srv.CreateBucket(t, "vers")
+	srv.EnableVersioning(t, "vers")
+	for _, kv := range [][2]string{{"a", "1"}, {"b", "2"}, {"a", "3"}} {
+		if _, err := srv.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("vers"), Key: aws.String(kv[0]), Body: strings.NewReader(kv[1])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	puts := srv.Puts(t, "vers")
+	var got []string
+	for _, p := range puts {
+		out, err := srv.Client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String("vers"), Key: aws.String(p.Key), VersionId: aws.String(p.VersionID)})
+		if err != nil {
+			t.Fatalf("get %s version %s: %v", p.Key, p.VersionID, err)
+		}
+		b, _ := io.ReadAll(out.Body)
+		out.Body.Close()
+		got = append(got, p.Key+"="+string(b))
+	}
+	if strings.Join(got, ",") != "a=1,b=2,a=3" {
+		t.Fatalf("got %v, want [a=1 b=2 a=3]", got)
+	}
+}

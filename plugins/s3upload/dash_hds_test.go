@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/s3test"
 )
 
 // TestDASHManifestAfterSegments grows a DASH manifest (EMS 2.0 layout: manifest at group level,
@@ -30,7 +31,9 @@ func TestDASHManifestAfterSegments(t *testing.T) {
 	}
 	n := atoi(t, m[2]) + 1
 
-	e := newEnv(t, KindDASH, nil, nil)
+	srv := s3test.StartWith(t, s3test.Options{Versioning: true})
+	e := newEnv(t, KindDASH, srv, nil)
+	srv.EnableVersioning(t, e.bucket)
 	group := filepath.Join(e.root, "dashc1")
 	manifest := filepath.Join(group, "manifest.mpd")
 	init := filepath.Join(group, "1", "video", "0", "seg_init.mp4")
@@ -60,6 +63,7 @@ func TestDASHManifestAfterSegments(t *testing.T) {
 	if _, ok := objs["dashc1/manifest.mpd"]; !ok {
 		t.Error("bucket lacks dashc1/manifest.mpd")
 	}
+	e.assertVersionOrder()
 	e.srv.MakePublic(t, e.bucket)
 	// ffprobe refuses the .fmp4 extension EMS uses unless told otherwise.
 	local := probePackets(t, manifest, "-allowed_extensions", "ALL")

@@ -179,29 +179,7 @@ func (e *testEnv) get(key string) []byte {
 func (e *testEnv) storedRefs(key string, data []byte) []string {
 	e.t.Helper()
 	var rels []string
-	switch classify(key, e.u.cfg.Bootstrap) {
-	case kindM3U8:
-		rels = m3u8Refs(data)
-	case kindMPD:
-		refs, _, err := mpdRefs(data)
-		if err != nil {
-			e.t.Fatalf("stored %s: %v", key, err)
-		}
-		rels = refs
-	case kindF4M:
-		media, err := f4mRefs(data)
-		if err != nil {
-			e.t.Fatalf("stored %s: %v", key, err)
-		}
-		for _, m := range media {
-			if m.href != "" {
-				rels = append(rels, m.href)
-			}
-			if m.bootstrap != "" {
-				rels = append(rels, m.bootstrap)
-			}
-		}
-	case kindBootstrap:
+	if classify(key, e.u.cfg.Bootstrap) == kindBootstrap {
 		runs, err := abstRuns(data)
 		if err != nil {
 			e.t.Fatalf("stored %s: %v", key, err)
@@ -212,6 +190,12 @@ func (e *testEnv) storedRefs(key string, data []byte) []string {
 				rels = append(rels, fmt.Sprintf("%sSeg%d-Frag%d", prefix, r.seg, n))
 			}
 		}
+	} else {
+		keys, err := ReferencedKeys(key, data)
+		if err != nil {
+			e.t.Fatalf("stored %s: %v", key, err)
+		}
+		return keys
 	}
 	out := make([]string, len(rels))
 	for i, r := range rels {
@@ -354,3 +338,36 @@ func histCount(h prometheus.Histogram) uint64 {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// assertVersionOrder checks the server-side order version by version (the bucket is versioned):
+// each stored version of a playlist comes after the first PUT of everything that version lists.
+func (e *testEnv) assertVersionOrder() {
+	e.t.Helper()
+	first := map[string]int{}
+	versions := 0
+	for _, p := range e.srv.Puts(e.t, e.bucket) {
+		if classify(p.Key, e.u.cfg.Bootstrap).isPlaylist() {
+			out, err := e.srv.Client.GetObject(e.t.Context(), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(p.Key), VersionId: aws.String(p.VersionID)})
+			if err != nil {
+				e.t.Fatalf("get %s version %s: %v", p.Key, p.VersionID, err)
+			}
+			data, err := io.ReadAll(out.Body)
+			out.Body.Close()
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			for _, r := range e.storedRefs(p.Key, data) {
+				if _, ok := first[r]; !ok {
+					e.t.Fatalf("server order: version %d of %s (PUT #%d) lists %s, not stored before it", versions, p.Key, p.Seq, r)
+				}
+			}
+			versions++
+		}
+		if _, ok := first[p.Key]; !ok {
+			first[p.Key] = p.Seq
+		}
+	}
+	if versions == 0 {
+		e.t.Fatal("server order: no playlist version stored")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/s3test"
 )
 
 // hlsSource makes n one-second HLS segments with ffmpeg and returns the staging folder and the
@@ -50,7 +51,9 @@ const masterM3U8 = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=20000
 // and the bucket must play in ffprobe over HTTP with every segment.
 func TestHLSPlaylistNeverAheadOfSegments(t *testing.T) {
 	stage, entries := hlsSource(t, 6)
-	e := newEnv(t, KindHLS, nil, map[string]any{"acl": "public-read"})
+	srv := s3test.StartWith(t, s3test.Options{Versioning: true})
+	e := newEnv(t, KindHLS, srv, map[string]any{"acl": "public-read"})
+	srv.EnableVersioning(t, e.bucket)
 	group := filepath.Join(e.root, "hlsa1")
 	stream := filepath.Join(group, "cam1")
 	master := filepath.Join(group, "playlist.m3u8")
@@ -101,6 +104,7 @@ func TestHLSPlaylistNeverAheadOfSegments(t *testing.T) {
 	if counter(e.u.m.unchanged) == 0 {
 		t.Error("unchanged counter is 0 after repeated events")
 	}
+	e.assertVersionOrder()
 	if histCount(e.u.m.eventToObject) == 0 {
 		t.Error("no event-to-object latency observed")
 	}

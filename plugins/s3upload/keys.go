@@ -133,3 +133,39 @@ func localRef(u string) string {
 	}
 	return u
 }
+
+// ReferencedKeys returns the object keys a stored HLS playlist (.m3u8), DASH manifest (.mpd) or
+// HDS manifest (.f4m) object references, resolved against its own key as a player resolves
+// them. Tests and tools use it to check a bucket: every key returned must be in the bucket. HDS
+// bootstraps are not covered (their fragment names depend on the manifest's media url).
+func ReferencedKeys(key string, data []byte) ([]string, error) {
+	var rels []string
+	switch classify(key, "") {
+	case kindM3U8:
+		rels = m3u8Refs(data)
+	case kindMPD:
+		refs, _, err := mpdRefs(data)
+		if err != nil {
+			return nil, err
+		}
+		rels = refs
+	case kindF4M:
+		media, err := f4mRefs(data)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range media {
+			if m.href != "" {
+				rels = append(rels, m.href)
+			}
+			if m.bootstrap != "" {
+				rels = append(rels, m.bootstrap)
+			}
+		}
+	}
+	out := make([]string, len(rels))
+	for i, r := range rels {
+		out[i] = refKey(key, r)
+	}
+	return out, nil
+}
