@@ -25,14 +25,14 @@ const (
 type check int
 
 const (
-	checkGroup    check = iota + 1 // create*Stream: a config of that kind for the stream and group
-	checkPull                      // pullStream: a pull config with the same uri (and name)
-	checkPush                      // pushStream: a push config with the same stream and uri
-	checkRecord                    // record: a record config with the same stream and path
-	checkTimer                     // setTimer: a timer with the same value and variables
-	checkStream                    // shutdownStream: the stream is gone
-	checkConfig                    // removeConfig: the config is gone
-	checkTimerGone                 // removeTimer: the timer is gone
+	checkGroup     check = iota + 1 // create*Stream: a config of that kind for the stream and group
+	checkPull                       // pullStream: a pull config with the same uri (and name)
+	checkPush                       // pushStream: a push config with the same stream and uri
+	checkRecord                     // record: a record config with the same stream and path
+	checkTimer                      // setTimer: a timer with the same value and variables
+	checkStream                     // shutdownStream: the stream is gone
+	checkConfig                     // removeConfig: the config is gone
+	checkTimerGone                  // removeTimer: the timer is gone
 )
 
 // command describes one EMS API command a rule may run.
