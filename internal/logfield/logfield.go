@@ -28,4 +28,5 @@ const (
 	Sink       = "sink"        // event sink name
 	Rule       = "rule"        // rule name
 	Security   = "security"    // set to true on security events (refused paths, bad auth)
+	Target     = "target"      // where a push or pull goes or comes from (an RTMP URI or an EMS)
 )
