@@ -174,9 +174,9 @@ func TestStartChecksBucket(t *testing.T) {
 		params map[string]any
 		want   []string // all in the error; nil means Start succeeds
 	}{
-		{"guide's invalid name", map[string]any{"default_bucket": "HLS_files"}, []string{`"HLS_files"`, "invalid bucket name", "lowercase"}},
+		{"guide's invalid name", map[string]any{"default_bucket": "HLS_files"}, []string{`"HLS_files"`, "refuses the bucket name", "lowercase"}},
 		{"missing bucket", map[string]any{"default_bucket": "nosuchbucket"}, []string{`"nosuchbucket"`, "does not exist", "create_bucket"}},
-		{"wrong secret", map[string]any{"aws_secret_key": "wrongwrongwrong"}, []string{`"media"`}},
+		{"wrong secret", map[string]any{"aws_secret_key": "wrongwrongwrong"}, []string{`"media"`, "access denied"}},
 		{"created", map[string]any{"default_bucket": "made-at-start", "create_bucket": true}, nil},
 		{"no media root", map[string]any{"media_roots": []string{filepath.Join(e.root, "missing")}}, []string{"media roots", "missing"}},
 	}

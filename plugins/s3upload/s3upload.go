@@ -390,12 +390,12 @@ func (u *Uploader) checkBucket(ctx context.Context) error {
 	}
 	if (isNotFound(err) || isNoSuchBucket(err)) && u.cfg.CreateBucket {
 		if _, cerr := u.api.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); cerr != nil {
-			return fmt.Errorf("create bucket %q: %s%s", bucket, describe(cerr), bucketNameHint(bucket))
+			return fmt.Errorf("create bucket %q: %s%s", bucket, describe(bucket, cerr), bucketNameHint(bucket))
 		}
 		u.log.Info().Str(logfield.Bucket, bucket).Msg("bucket created")
 		return nil
 	}
-	what := describe(err)
+	what := describe(bucket, err)
 	if isNotFound(err) || isNoSuchBucket(err) {
 		what = "the bucket does not exist (set create_bucket to create it)"
 	}
@@ -410,15 +410,15 @@ func (u *Uploader) endpointName() string {
 }
 
 // describe says what the server answered, in words an operator can act on.
-func describe(err error) string {
+func describe(bucket string, err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		code, msg := ae.ErrorCode(), ae.ErrorMessage()
-		switch code {
-		case "BadRequest", "InvalidBucketName":
-			code = "invalid bucket name (" + code + ")"
-		case "Forbidden", "AccessDenied":
-			code = "access denied (" + code + ")"
+		switch {
+		case code == "InvalidBucketName", code == "BadRequest" && bucketNameHint(bucket) != "":
+			code = "the server refuses the bucket name (" + code + ")"
+		case code == "Forbidden", code == "AccessDenied", code == "InvalidAccessKeyId", code == "SignatureDoesNotMatch":
+			code = "access denied (" + code + "): check aws_access_key/aws_secret_key or the credential chain, and the bucket policy"
 		}
 		if msg != "" && msg != code {
 			return code + ": " + msg

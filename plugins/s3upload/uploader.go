@@ -131,16 +131,13 @@ func (l *keyLocks) lock(key string) func() {
 
 // objectClass is the metric label of an uploaded object.
 func (k fileKind) objectClass() string {
-	switch {
-	case k.isPlaylist():
+	if k.isPlaylist() {
 		return "playlist"
-	case k == kindFLV:
-		return "recording"
 	}
 	return "segment"
 }
 
-// putOptions are the headers of one upload.
+// headers are the Content-Type, Cache-Control and metadata of one upload.
 func (u *Uploader) headers(kind fileKind, st fileState) (contentType, cacheControl string, meta map[string]string) {
 	cc := u.cfg.SegmentCacheControl
 	if kind.isPlaylist() {
@@ -199,13 +196,14 @@ func (u *Uploader) uploadFile(ctx context.Context, emsPath, key string) (bool, e
 		return false, err
 	}
 	kind := classify(emsPath, u.cfg.Bootstrap)
-	if u.kind == KindRecord && kind != kindM3U8 {
-		kind = kindFLV // counted and cached as a recording, whatever its container
+	class := kind.objectClass()
+	if u.kind == KindRecord {
+		class = "recording"
 		if info.Size() >= u.cfg.MultipartThreshold {
 			return true, u.uploadResumable(ctx, f, emsPath, key, st)
 		}
 	}
-	return true, u.store(ctx, key, f, st, classify(emsPath, u.cfg.Bootstrap), kind.objectClass())
+	return true, u.store(ctx, key, f, st, kind, class)
 }
 
 // store uploads body (size st.size) with transfermanager and records it.
