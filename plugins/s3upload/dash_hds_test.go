@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/s3test"
@@ -148,4 +149,62 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestBackfillDASHAndHDS: ffmpeg's DASH and HDS output with no events at all is backfilled
+// completely, each manifest after what it references.
+func TestBackfillDASHAndHDS(t *testing.T) {
+	srv := s3test.Start(t)
+	t.Run("dash", func(t *testing.T) {
+		e := newEnv(t, KindDASH, srv, nil)
+		group := filepath.Join(e.root, "dashg")
+		if err := os.MkdirAll(filepath.Join(group, "1", "video", "0"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ffmpeg(t, group, "-an", "-t", "3", "-f", "dash", "-seg_duration", "1",
+			"-init_seg_name", "1/video/0/seg_init.mp4", "-media_seg_name", "1/video/0/$Number$.fmp4", "manifest.mpd")
+		backfillAll(t, e)
+		if _, ok := e.objects()["dashg/1/video/0/seg_init.mp4"]; !ok {
+			t.Errorf("init segment not backfilled: %v", sortedKeys(e.objects()))
+		}
+	})
+	t.Run("hds", func(t *testing.T) {
+		e := newEnv(t, KindHDS, srv, map[string]any{"bootstrap": "stream0.abst"})
+		e.bucket = "hds"
+		srv.CreateBucket(t, e.bucket)
+		e.u = e.build(KindHDS, map[string]any{"bootstrap": "stream0.abst"}, nil)
+		group := filepath.Join(e.root, "hdsg")
+		if err := os.MkdirAll(group, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ffmpeg(t, group, "-t", "3", "-b:v", "200k", "-f", "hds", "-min_frag_duration", "1000000", "cam1")
+		writeFile(t, filepath.Join(group, "cam1.f4m"), []byte(`<manifest xmlns="http://ns.adobe.com/f4m/2.0"><media href="cam1/index.f4m" bitrate="200"/></manifest>`))
+		backfillAll(t, e)
+	})
+}
+
+// backfillAll ages every file under the root, reconciles, and checks that every file is in the
+// bucket and the server order.
+func backfillAll(t *testing.T, e *testEnv) {
+	t.Helper()
+	old := time.Now().Add(-time.Minute)
+	var want []string
+	_ = filepath.Walk(e.root, func(p string, fi os.FileInfo, _ error) error {
+		if fi != nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(e.root, p)
+			want = append(want, filepath.ToSlash(rel))
+		}
+		return os.Chtimes(p, old, old)
+	})
+	if err := e.u.Reconcile(t.Context()); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	objs := e.objects()
+	for _, k := range want {
+		if _, ok := objs[k]; !ok {
+			t.Errorf("backfill did not upload %s (bucket: %v)", k, sortedKeys(objs))
+		}
+	}
+	e.assertComplete()
+	e.assertServerOrder()
 }
