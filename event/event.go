@@ -42,17 +42,74 @@ var ErrNoType = errors.New("event has no type")
 // non-empty string "type"; everything else is optional.
 func Decode(data []byte) (*Event, error) {
 	var env struct {
-		Type      *json.RawMessage `json:"type"`
-		ID        json.RawMessage  `json:"id"`
-		Timestamp json.RawMessage  `json:"timestamp"`
-		ProcessID json.RawMessage  `json:"processId"`
-		Payload   json.RawMessage  `json:"payload"`
+		envelope
+		Payload json.RawMessage `json:"payload"`
 	}
+	ev, err := decodeEnvelope(data, &env.envelope, &env)
+	if err != nil {
+		return nil, err
+	}
+	ev.Payload = Payload{}
+	if p := bytes.TrimSpace(env.Payload); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		if p[0] != '{' {
+			return nil, errors.New("event payload is not a JSON object")
+		}
+		dec := json.NewDecoder(bytes.NewReader(p))
+		dec.UseNumber()
+		if err := dec.Decode(&ev.Payload); err != nil {
+			return nil, fmt.Errorf("decode payload: %w", err)
+		}
+	}
+	return ev, nil
+}
+
+// DecodeEnvelope parses one event as Decode does and checks it the same way, but reads from the
+// payload only customData (the sink's value, which attribution needs): the returned Payload holds
+// that key alone. Building the whole payload is most of the cost of receiving an event, and the
+// receiver only stores Raw; consumers Decode it fully.
+func DecodeEnvelope(data []byte) (*Event, error) {
+	var env struct {
+		envelope
+		Payload *struct {
+			CustomData json.RawMessage `json:"customData"`
+		} `json:"payload"`
+	}
+	ev, err := decodeEnvelope(data, &env.envelope, &env)
+	if err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "payload" {
+			return nil, errors.New("event payload is not a JSON object")
+		}
+		return nil, err
+	}
+	ev.Payload = Payload{}
+	if env.Payload != nil && len(env.Payload.CustomData) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(env.Payload.CustomData))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("decode payload.customData: %w", err)
+		}
+		ev.Payload["customData"] = v
+	}
+	return ev, nil
+}
+
+type envelope struct {
+	Type      *json.RawMessage `json:"type"`
+	ID        json.RawMessage  `json:"id"`
+	Timestamp json.RawMessage  `json:"timestamp"`
+	ProcessID json.RawMessage  `json:"processId"`
+}
+
+// decodeEnvelope unmarshals data into dst (a struct embedding *env) and builds the Event from
+// the envelope fields.
+func decodeEnvelope(data []byte, env *envelope, dst any) (*Event, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, errors.New("event is not a JSON object")
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if err := json.Unmarshal(data, dst); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
 	if env.Type == nil {
@@ -77,29 +134,23 @@ func Decode(data []byte) (*Event, error) {
 	if ev.ProcessID, err = optionalUint(env.ProcessID); err != nil {
 		return nil, fmt.Errorf("event processId: %w", err)
 	}
-	ev.Payload = Payload{}
-	if p := bytes.TrimSpace(env.Payload); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
-		if p[0] != '{' {
-			return nil, errors.New("event payload is not a JSON object")
-		}
-		dec := json.NewDecoder(bytes.NewReader(p))
-		dec.UseNumber()
-		if err := dec.Decode(&ev.Payload); err != nil {
-			return nil, fmt.Errorf("decode payload: %w", err)
-		}
-	}
 	return ev, nil
 }
 
 // DecodeBatch parses a request body holding either one event (a JSON object) or a batch (a
 // JSON array of events). The error names the index of the first bad element of a batch.
-func DecodeBatch(body []byte) ([]*Event, error) {
+func DecodeBatch(body []byte) ([]*Event, error) { return decodeBatch(body, Decode) }
+
+// DecodeBatchEnvelopes is DecodeBatch with DecodeEnvelope for each event.
+func DecodeBatchEnvelopes(body []byte) ([]*Event, error) { return decodeBatch(body, DecodeEnvelope) }
+
+func decodeBatch(body []byte, decode func([]byte) (*Event, error)) ([]*Event, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("empty body")
 	}
 	if body[0] != '[' {
-		ev, err := Decode(body)
+		ev, err := decode(body)
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +165,7 @@ func DecodeBatch(body []byte) ([]*Event, error) {
 	}
 	evs := make([]*Event, 0, len(items))
 	for i, it := range items {
-		ev, err := Decode(it)
+		ev, err := decode(it)
 		if err != nil {
 			return nil, fmt.Errorf("batch element %d: %w", i, err)
 		}

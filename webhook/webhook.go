@@ -291,7 +291,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, ReasonBadJSON, "read body: "+err.Error())
 		return
 	}
-	evs, err := event.DecodeBatch(body)
+	evs, err := event.DecodeBatchEnvelopes(body)
 	if err != nil {
 		reason := ReasonBadJSON
 		if errors.Is(err, event.ErrNoType) {

@@ -58,7 +58,18 @@ func (j *fakeJournal) Append(ctx context.Context, evs []*event.Event) error {
 	if j.err != nil {
 		return j.err
 	}
-	j.batches = append(j.batches, evs)
+	// Keep what a consumer will see: the journaled bytes decoded in full (journal.DecodeMsg),
+	// with the attribution the webhook made.
+	stored := make([]*event.Event, len(evs))
+	for i, ev := range evs {
+		full, err := event.Decode(ev.Raw)
+		if err != nil {
+			return fmt.Errorf("journaled bytes do not decode: %w", err)
+		}
+		full.EMS = ev.EMS
+		stored[i] = full
+	}
+	j.batches = append(j.batches, stored)
 	return nil
 }
 
