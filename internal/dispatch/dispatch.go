@@ -226,7 +226,9 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 		// by its own deadline first, so JetStream never redelivers an event still in progress.
 		AckWait:       pol.Timeout + 10*time.Second,
 		MaxDeliver:    -1,
-		MaxAckPending: pol.Concurrency * 4,
+		// Enough in flight to keep the workers busy between pulls, few enough that buffered
+		// messages are handled well within the ack wait even for slow plugins.
+		MaxAckPending: pol.Concurrency * 16,
 	}
 	cons, err := d.j.Stream().CreateOrUpdateConsumer(ctx, cc)
 	if err != nil {
@@ -253,7 +255,7 @@ func (r *runner) stopFetching() {
 // run fetches messages and hands them to Concurrency workers. With a Keyer, each key always goes
 // to the same worker, so events with one key are handled one at a time in delivery order.
 func (r *runner) run(ctx context.Context) {
-	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.pol.Concurrency * 2))
+	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.pol.Concurrency * 8))
 	if err != nil {
 		r.log.Error().Err(err).Msg("start consuming")
 		return
@@ -263,11 +265,11 @@ func (r *runner) run(ctx context.Context) {
 	r.iterMu.Unlock()
 
 	n := r.pol.Concurrency
-	queues := make([]chan jetstream.Msg, n)
-	shared := make(chan jetstream.Msg)
+	queues := make([]chan delivery, n)
+	shared := make(chan delivery)
 	var workers sync.WaitGroup
 	for i := range n {
-		queues[i] = make(chan jetstream.Msg, 1)
+		queues[i] = make(chan delivery, 1)
 		workers.Go(func() {
 			for {
 				select {
@@ -311,11 +313,11 @@ func (r *runner) run(ctx context.Context) {
 			_ = m.Nak()
 			continue
 		}
+		d := delivery{m: m}
+		d.ev, d.err = journal.DecodeMsg(m)
 		key := ""
-		if r.keyer != nil {
-			if ev, derr := journal.DecodeMsg(m); derr == nil {
-				key = r.keyer.OrderKey(ev)
-			}
+		if r.keyer != nil && d.err == nil {
+			key = r.keyer.OrderKey(d.ev)
 		}
 		q := shared
 		if key != "" {
@@ -324,15 +326,23 @@ func (r *runner) run(ctx context.Context) {
 			q = queues[int(h.Sum32()%uint32(n))]
 		}
 		select {
-		case q <- m:
+		case q <- d:
 		case <-ctx.Done():
 			_ = m.Nak()
 		}
 	}
 }
 
+// delivery is a fetched message with its event decoded once.
+type delivery struct {
+	m   jetstream.Msg
+	ev  *event.Event
+	err error // decoding error
+}
+
 // deliver runs one attempt and settles the message: ack, nak with a delay, or dead-letter.
-func (r *runner) deliver(ctx context.Context, m jetstream.Msg) {
+func (r *runner) deliver(ctx context.Context, d delivery) {
+	m, ev := d.m, d.ev
 	name := r.p.Name()
 	md, err := m.Metadata()
 	if err != nil {
@@ -341,11 +351,10 @@ func (r *runner) deliver(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	attempt := int(md.NumDelivered)
-	ev, err := journal.DecodeMsg(m)
-	if err != nil {
+	if d.err != nil {
 		// The webhook only journals events it decoded, so this is corruption: keep it for an
 		// operator rather than retry forever.
-		r.deadLetter(ctx, m, md, nil, plugins.Permanent(fmt.Errorf("decode journaled event: %w", err)))
+		r.deadLetter(ctx, m, md, nil, plugins.Permanent(fmt.Errorf("decode journaled event: %w", d.err)))
 		return
 	}
 	start := r.d.now()
