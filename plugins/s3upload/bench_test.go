@@ -112,35 +112,45 @@ func BenchmarkUpload(b *testing.B) {
 		b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "latency-p50-ms")
 		b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "latency-p99-ms")
 
-		// Throughput, same files, same parallelism (one worker per stream), back to back.
-		u2 := newUploader(fmt.Sprintf("tp-%d", time.Now().UnixNano()))
-		start := time.Now()
-		parallel(streams, n, func(i int) {
-			if err := u2.Handle(b.Context(), events[i]); err != nil {
-				b.Error(err)
-			}
-		})
-		ours := time.Since(start)
-
+		// Throughput, same files, same parallelism (one worker per stream), in the order
+		// uploader, plain, plain, uploader so that load from elsewhere on the machine weighs on
+		// both alike.
 		tm := transfermanager.New(s3.New(srv.ClientOptions()), func(o *transfermanager.Options) {
 			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		})
-		prefix := fmt.Sprintf("plain-%d/", time.Now().UnixNano())
-		start = time.Now()
-		parallel(streams, n, func(i int) {
-			f, err := os.Open(files[i])
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			defer f.Close()
-			if _, err := tm.UploadObject(b.Context(), &transfermanager.UploadObjectInput{
-				Bucket: aws.String("bench"), Key: aws.String(prefix + event.PathTail(files[i], 3)), Body: f,
-			}); err != nil {
-				b.Error(err)
-			}
-		})
-		plain := time.Since(start)
+		runOurs := func() time.Duration {
+			u2 := newUploader(fmt.Sprintf("tp-%d", time.Now().UnixNano()))
+			start := time.Now()
+			parallel(streams, n, func(i int) {
+				if err := u2.Handle(b.Context(), events[i]); err != nil {
+					b.Error(err)
+				}
+			})
+			return time.Since(start)
+		}
+		runPlain := func() time.Duration {
+			prefix := fmt.Sprintf("plain-%d/", time.Now().UnixNano())
+			start := time.Now()
+			parallel(streams, n, func(i int) {
+				f, err := os.Open(files[i])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer f.Close()
+				if _, err := tm.UploadObject(b.Context(), &transfermanager.UploadObjectInput{
+					Bucket: aws.String("bench"), Key: aws.String(prefix + event.PathTail(files[i], 3)), Body: f,
+				}); err != nil {
+					b.Error(err)
+				}
+			})
+			return time.Since(start)
+		}
+		ours := runOurs()
+		plain := runPlain()
+		plain += runPlain()
+		ours += runOurs()
+		ours, plain = ours/2, plain/2
 		mb := float64(n*segBytes) / 1e6
 		b.ReportMetric(mb/ours.Seconds(), "uploader-MB/s")
 		b.ReportMetric(mb/plain.Seconds(), "plain-MB/s")
