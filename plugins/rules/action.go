@@ -120,6 +120,7 @@ func parseAction(text string) (*action, error) {
 	a := &action{cmd: cmd}
 	var errs []error
 	seen := map[string]bool{}
+	stubs := boundFuncs(nil)
 	for _, tok := range tokens[1:] {
 		key, val, ok := cutUnescaped(tok, '=')
 		if !ok {
@@ -146,7 +147,7 @@ func parseAction(text string) (*action, error) {
 				errs = append(errs, fmt.Errorf("parameter %s: element %d is empty", key, i+1))
 				continue
 			}
-			t, err := template.New(key).Funcs(funcStubs).Option("missingkey=error").Parse(unescape(el))
+			t, err := template.New(key).Funcs(stubs).Option("missingkey=error").Parse(unescape(el))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("parameter %s: %w", key, err))
 				continue

@@ -28,10 +28,11 @@ type receiver struct {
 	t   *testing.T
 	srv *httptest.Server
 
-	mu     sync.Mutex
-	engine *Engine
-	events []*event.Event
-	errs   []error
+	mu      sync.Mutex
+	engine  *Engine
+	events  []*event.Event
+	handled []*event.Event
+	errs    []error
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -66,11 +67,13 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		if e == nil {
 			continue
 		}
-		if err := e.Handle(req.Context(), ev); err != nil {
-			r.mu.Lock()
+		err := e.Handle(req.Context(), ev)
+		r.mu.Lock()
+		r.handled = append(r.handled, ev)
+		if err != nil {
 			r.errs = append(r.errs, fmt.Errorf("%s %s: %w", ev.EMS, ev.Type, err))
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -92,6 +95,19 @@ func (r *receiver) ofType(ems, typ string) []*event.Event {
 		}
 	}
 	return out
+}
+
+// handledPush reports whether the engine has finished with the outStreamClosed of the push of
+// local stream name from EMS ems.
+func (r *receiver) handledPush(ems, name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.handled {
+		if n, _ := ev.Payload.String("pushSettings.localStreamName"); ev.EMS == ems && ev.Type == event.OutStreamClosed && n == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *receiver) checkNoErrors(t *testing.T) {
@@ -273,8 +289,9 @@ func TestSimLostPushClosesInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []emsclient.PushStreamParams{
-		{URI: b.RTMPURL(), LocalStreamName: "cam1", TargetStreamName: "cam1b"},
-		{URI: b.RTMPURL(), LocalStreamName: "cam2", TargetStreamName: "cam2b", UserVars: map[string]string{TagInstance: "autorouter"}},
+		{URI: b.RTMPURL(), LocalStreamName: "cam1", TargetStreamName: "cam1b", KeepAlive: emsclient.Bool(false)},
+		{URI: b.RTMPURL(), LocalStreamName: "cam2", TargetStreamName: "cam2b", KeepAlive: emsclient.Bool(false),
+			UserVars: map[string]string{TagInstance: "autorouter"}},
 	} {
 		if _, err := ca.PushStream(t.Context(), p); err != nil {
 			t.Fatal(err)
@@ -288,7 +305,9 @@ func TestSimLostPushClosesInput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "both push outputs closed at a", func() bool { return len(recv.ofType("a", event.OutStreamClosed)) == 2 })
+	waitFor(t, 10*time.Second, "both push outputs' closes handled at a", func() bool {
+		return recv.handledPush("a", "cam1") && recv.handledPush("a", "cam2")
+	})
 
 	waitFor(t, 10*time.Second, "cam1 shut down at a", func() bool {
 		streams, err := ca.ListStreams(t.Context())

@@ -93,10 +93,8 @@ func sampleData(typ string) *Data {
 	}
 }
 
-// funcStubs declares the template functions for parsing; boundFuncs gives them their event.
-var funcStubs = boundFuncs(nil)
-
-// boundFuncs returns the template functions, payload and setting reading p.
+// boundFuncs returns the template functions, payload and setting reading p. Templates are
+// parsed with boundFuncs(nil) and executed with the functions bound to the event's payload.
 //
 //	payload "a.b"       the payload field at a dotted path, "" when absent, null or not a scalar
 //	setting "key"       key in the stream's settings block (pullSettings, pushSettings,
