@@ -67,6 +67,10 @@ func DecodeParams(raw json.RawMessage, dst any) error {
 var durationType = reflect.TypeFor[Duration]()
 
 func coerce(t reflect.Type, v any) (any, error) {
+	// An optional parameter is a pointer (*bool for "default on"); coerce to what it points to.
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	s, isString := v.(string)
 	switch {
 	case t == durationType:
