@@ -35,7 +35,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		hc := newHTTPClient()
 		clients, cerr := emsClients(cfg, hc)
-		_, perr := buildPlugins(cfg, reg, clients, hc, prometheus.NewRegistry(), zerolog.Nop())
+		_, perr := buildPlugins(cfg, reg, clients, hc, prometheus.NewRegistry(), zerolog.Nop(), true)
 		_, werr := webhookConfig(cfg)
 		if cerr != nil || perr != nil || werr != nil {
 			err = joinNonNil(cerr, perr, werr)

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/emsflow/emsflow/plugins"
 	"github.com/emsflow/emsflow/plugins/eventlog"
+	"github.com/emsflow/emsflow/plugins/rules"
 	"github.com/emsflow/emsflow/plugins/s3upload"
 	"github.com/emsflow/emsflow/plugins/sinks"
 )
@@ -17,6 +18,7 @@ func registry() *plugins.Registry {
 	r.Register(string(s3upload.KindDASH), s3upload.DASHFactory)
 	r.Register(string(s3upload.KindRecord), s3upload.RecordFactory)
 	r.Register(sinks.Kind, sinks.Factory)
+	r.Register(rules.Kind, rules.Factory)
 	registerTestPlugins(r)
 	return r
 }
