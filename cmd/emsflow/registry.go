@@ -2,7 +2,10 @@ package main
 
 import (
 	"github.com/emsflow/emsflow/plugins"
+	"github.com/emsflow/emsflow/plugins/autorouter"
 	"github.com/emsflow/emsflow/plugins/eventlog"
+	"github.com/emsflow/emsflow/plugins/loadbalancer"
+	"github.com/emsflow/emsflow/plugins/recorder"
 	"github.com/emsflow/emsflow/plugins/rules"
 	"github.com/emsflow/emsflow/plugins/s3upload"
 	"github.com/emsflow/emsflow/plugins/sinks"
@@ -13,6 +16,9 @@ import (
 func registry() *plugins.Registry {
 	r := plugins.NewRegistry()
 	r.Register(eventlog.Kind, eventlog.Factory)
+	r.Register(autorouter.Kind, autorouter.Factory)
+	r.Register(recorder.Kind, recorder.Factory)
+	r.Register(loadbalancer.Kind, loadbalancer.Factory)
 	r.Register(string(s3upload.KindHLS), s3upload.HLSFactory)
 	r.Register(string(s3upload.KindHDS), s3upload.HDSFactory)
 	r.Register(string(s3upload.KindDASH), s3upload.DASHFactory)
