@@ -78,6 +78,7 @@ const Kind = "EventSinks"
 var _ plugins.Plugin = (*Sinks)(nil)
 var _ plugins.Starter = (*Sinks)(nil)
 var _ plugins.Closer = (*Sinks)(nil)
+var _ plugins.Keyer = (*Sinks)(nil)
 
 // Sinks is one EventSinks plugin instance. Handle may be called concurrently; each sink's queue
 // serialises its appends.
@@ -134,6 +135,12 @@ func New(name string, cfg Config, deps plugins.Deps) (*Sinks, error) {
 
 // Name returns the instance name.
 func (s *Sinks) Name() string { return s.name }
+
+// OrderKey makes the dispatcher hand over the events of one EMS one at a time, in journal
+// order: a sink queues events in the order Handle is called, so concurrent calls would let
+// receivers see an EMS's events out of order. Events of different EMS servers still run
+// concurrently.
+func (s *Sinks) OrderKey(ev *event.Event) string { return "ems:" + ev.EMS }
 
 // Events returns the event types some sink may forward: the exact types named by the sinks'
 // only filters when every sink restricts "type" to exact names, else every known event.
