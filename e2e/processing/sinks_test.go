@@ -1,7 +1,10 @@
 package processing_test
 
 import (
+	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -47,12 +50,14 @@ type hookReceiver struct {
 	srv *httptest.Server
 	key string
 
-	mu       sync.Mutex
-	down     bool
-	refused  int // requests answered 503
-	badSig   []string
-	batches  []delivered
-	rawTypes []string
+	mu      sync.Mutex
+	down    bool
+	refused int // requests answered 503
+	badSig  []string
+	batches []delivered
+	// held, when not nil, makes the next accepted request be recorded, then closes held and
+	// never answers: the handler waits until the sender goes away.
+	held chan struct{}
 }
 
 func newHookReceiver(t *testing.T, key string) *hookReceiver {
@@ -69,18 +74,14 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.down {
 		h.refused++
+		h.mu.Unlock()
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	if h.key != "" {
-		// Flussonic's scheme, computed independently of plugins/sinks: hex(sha1(body + key)).
-		sum := sha1.Sum(append(slices.Clone(body), h.key...))
-		if got := r.Header.Get("X-Signature"); got != hex.EncodeToString(sum[:]) {
-			h.badSig = append(h.badSig, fmt.Sprintf("X-Signature %q does not sign a %d-byte body", got, len(body)))
-		}
+	if msg := h.verify(r.Header, body); msg != "" {
+		h.badSig = append(h.badSig, msg)
 	}
 	var evs []struct {
 		ID      uint64 `json:"id"`
@@ -91,6 +92,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		} `json:"payload"`
 	}
 	if err := json.Unmarshal(body, &evs); err != nil {
+		h.mu.Unlock()
 		h.t.Errorf("receiver: body is not a JSON array of events: %v: %.200s", err, body)
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -102,7 +104,56 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		d.ems = append(d.ems, ev.EMS)
 	}
 	h.batches = append(h.batches, d)
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	if held != nil {
+		close(held)
+		<-r.Context().Done()
+		return
+	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// verify checks the request's signature with the receiver's own computation, independent of
+// plugins/sinks, and returns what is wrong ("" when nothing is or there is no key).
+func (h *hookReceiver) verify(hdr http.Header, body []byte) string {
+	if b64, ok := strings.CutPrefix(h.key, "whsec_"); ok {
+		// Standard Webhooks: "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
+		key, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return err.Error()
+		}
+		id, ts := hdr.Get("webhook-id"), hdr.Get("webhook-timestamp")
+		if id == "" || ts == "" {
+			return "webhook-id or webhook-timestamp missing"
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(id + "." + ts + "."))
+		m.Write(body)
+		want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+		if !slices.Contains(strings.Fields(hdr.Get("webhook-signature")), want) {
+			return fmt.Sprintf("webhook-signature %q does not sign a %d-byte body", hdr.Get("webhook-signature"), len(body))
+		}
+		return ""
+	}
+	if h.key != "" {
+		// Flussonic's scheme: hex(sha1(body + key)).
+		sum := sha1.Sum(append(slices.Clone(body), h.key...))
+		if got := hdr.Get("X-Signature"); got != hex.EncodeToString(sum[:]) {
+			return fmt.Sprintf("X-Signature %q does not sign a %d-byte body", got, len(body))
+		}
+	}
+	return ""
+}
+
+// holdNext makes the next accepted request hang after it was recorded; the returned channel
+// closes when it has been.
+func (h *hookReceiver) holdNext() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = make(chan struct{})
+	return h.held
 }
 
 func (h *hookReceiver) setDown(down bool) {
@@ -201,7 +252,8 @@ func postRange(t *testing.T, svc *servicetest.Service, from, to int) {
 
 // TestHTTPSinkSignedOrderedBatchedDurable: events posted to emsflow reach a real HTTP receiver
 // signed, in posting order, in batches of at most batch_size; events queued while the receiver
-// is down survive a SIGKILL and a SIGTERM of emsflow and arrive, in order, once it is back.
+// is down survive a SIGKILL and a SIGTERM of emsflow and arrive, in order, once it is back; a
+// batch in flight at a SIGKILL is sent again, and only that batch.
 func TestHTTPSinkSignedOrderedBatchedDurable(t *testing.T) {
 	requireEndToEnd(t)
 	t.Parallel()
@@ -260,11 +312,43 @@ func TestHTTPSinkSignedOrderedBatchedDurable(t *testing.T) {
 	recv.setDown(false)
 	waitFor(t, "events 71..80 after the SIGTERM", func() bool { return recv.has(71, 80) })
 	waitFor(t, "an empty queue", func() bool { return depth() == 0 })
+
+	// 4. SIGKILL with a batch in flight: the receiver got it but emsflow never learnt so. The
+	// batch must be sent again after the restart (at least once), and nothing else repeated.
+	held := recv.holdNext()
+	postRange(t, svc, 81, 85)
+	select {
+	case <-held:
+	case <-t.Context().Done():
+		t.Fatal("test ended before a batch was in flight")
+	}
+	inFlight := recv.all()[len(recv.all())-1].ids
+	svc.Kill()
+	svc.Restart()
+	waitFor(t, "events 81..85 after the SIGKILL in flight", func() bool { return recv.has(81, 85) })
+	waitFor(t, "an empty queue", func() bool { return depth() == 0 })
 	svc.Stop()
 
 	all := recv.ids()
 	first, repeats = firstDeliveries(all)
-	checkOrder(t, "overall", first, 1, 80)
+	checkOrder(t, "overall", first, 1, 85)
+	if repeats != len(inFlight) {
+		t.Errorf("%d repeated deliveries, want exactly the %d events of the batch in flight at the kill %v",
+			repeats, len(inFlight), inFlight)
+	}
+	// Ids never go back except where the in-flight batch starts again.
+	backs := 0
+	for i := 1; i < len(all); i++ {
+		if all[i] <= all[i-1] {
+			backs++
+			if all[i] != inFlight[0] {
+				t.Errorf("delivery %d goes back from id %d to %d, not to the batch in flight", i, all[i-1], all[i])
+			}
+		}
+	}
+	if backs > 1 {
+		t.Errorf("ids go back %d times, want at most once (the resent batch)", backs)
+	}
 	// After an outage the queue holds more than a batch, so every POST must be full but the last.
 	after := recv.all()[before:]
 	full := 0
@@ -280,8 +364,8 @@ func TestHTTPSinkSignedOrderedBatchedDurable(t *testing.T) {
 		t.Errorf("no full batch among the %d POSTs after the outages, want batches of %d", len(after), batchSize)
 	}
 	recv.checkSignatures(t)
-	t.Logf("80 events, %d POSTs, %d refused while down, %d repeated deliveries (at-least-once)",
-		len(recv.all()), recv.refusedCount(), repeats)
+	t.Logf("85 events, %d POSTs, %d refused while down, %d repeated deliveries (the batch %v in flight at a SIGKILL)",
+		len(recv.all()), recv.refusedCount(), repeats, inFlight)
 }
 
 // TestEmailSinkDigestsABurst: a burst of 15 inStreamClosed events, mixed with events the sink
@@ -340,17 +424,19 @@ func TestEmailSinkDigestsABurst(t *testing.T) {
 	}
 }
 
-// TestSinkFiltersPerSink: one EventSinks instance, two sinks: an except set drops matching
-// events for one sink while the other, unfiltered, gets them; a file sink with an only set keeps
-// exactly its kind.
+// TestSinkFiltersPerSink: one EventSinks instance, three sinks: an except set drops matching
+// events for one sink while another, unfiltered (and signed the Standard Webhooks way), gets
+// them; a file sink with an only set keeps exactly its kind.
 func TestSinkFiltersPerSink(t *testing.T) {
 	requireEndToEnd(t)
 	t.Parallel()
-	all := newHookReceiver(t, "")
+	const whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	all := newHookReceiver(t, whsec)
 	public := newHookReceiver(t, "")
 	dir := t.TempDir()
 	svc := servicetest.Start(t, dir, sinksConfig(`[
-	  {"name": "all", "url": "`+all.srv.URL+`/all", "throttle_delay": "50ms"},
+	  {"name": "all", "url": "`+all.srv.URL+`/all", "throttle_delay": "50ms",
+	   "signature": "standard-webhooks", "sign_key": "`+whsec+`"},
 	  {"name": "public", "url": "`+public.srv.URL+`/public", "throttle_delay": "50ms",
 	   "except": ["name=private*", "type=inStreamClosed name=cam2"]},
 	  {"name": "closures", "url": "closures.jsonl", "only": ["type=inStreamClosed"]}]`))
@@ -394,6 +480,7 @@ func TestSinkFiltersPerSink(t *testing.T) {
 		}
 		return out
 	}
+	all.checkSignatures(t)
 	if got := labels(all); !slices.Equal(got, wantAll) {
 		t.Errorf("unfiltered sink got\n %v\nwant\n %v", got, wantAll)
 	}
