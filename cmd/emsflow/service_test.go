@@ -199,6 +199,20 @@ func TestDeadLettersCanBeListedAndRedriven(t *testing.T) {
 	}
 }
 
+// TestExampleConfigIsValid: config.ini.example, which make run uses, passes check-config with the
+// real registry, every plugin's parameters included (disabled ones too).
+func TestExampleConfigIsValid(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check-config", "--config", "../../config.ini.example"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("check-config config.ini.example: exit %d\n%s", code, stderr.String())
+	}
+	for _, secret := range []string{"ABCDEFGHIJ1234567890", "change-me"} {
+		if strings.Contains(stdout.String(), secret) {
+			t.Errorf("check-config printed the secret %q", secret)
+		}
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.ini")

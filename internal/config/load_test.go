@@ -19,7 +19,7 @@ import (
 // seedKinds are the plugin types config.ini.example shows.
 var seedKinds = []string{
 	"EventLog", "StreamAutoRouter", "StreamRecorder", "StreamLoadBalancer",
-	"AmazonHLSUpload", "AmazonHDSUpload", "AmazonDASHUpload",
+	"AmazonHLSUpload", "AmazonHDSUpload", "AmazonDASHUpload", "RecordUpload", "Rules", "EventSinks",
 }
 
 func load(t *testing.T, path string, env ...string) *Config {
