@@ -61,6 +61,14 @@ type Keyer interface {
 	OrderKey(ev *event.Event) string
 }
 
+// EnvelopeReader is implemented by plugins that read only an event's envelope and raw bytes
+// (Type, ID, Timestamp, ProcessID, EMS, Raw, Key), never its payload, such as a log that writes
+// the event as received. The dispatcher then skips building the payload, which is most of the
+// cost of decoding an event; Payload holds at most customData.
+type EnvelopeReader interface {
+	EnvelopeOnly() bool
+}
+
 // Deps are the dependencies handed to a plugin's constructor. Nothing is global.
 type Deps struct {
 	// Log is the logger, already carrying the plugin instance name.

@@ -201,6 +201,7 @@ type runner struct {
 	pol    Policy
 	cons   jetstream.Consumer
 	keyer  plugins.Keyer
+	decode func(jetstream.Msg) (*event.Event, error)
 	log    zerolog.Logger
 	rndMu  sync.Mutex
 	rnd    *rand.Rand
@@ -240,6 +241,10 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	r.keyer, _ = e.Plugin.(plugins.Keyer)
+	r.decode = journal.DecodeMsg
+	if er, ok := e.Plugin.(plugins.EnvelopeReader); ok && er.EnvelopeOnly() {
+		r.decode = journal.DecodeMsgEnvelope
+	}
 	d.m.pending.WithLabelValues(name)
 	return r, nil
 }
@@ -314,7 +319,7 @@ func (r *runner) run(ctx context.Context) {
 			continue
 		}
 		d := delivery{m: m}
-		d.ev, d.err = journal.DecodeMsg(m)
+		d.ev, d.err = r.decode(m)
 		key := ""
 		if r.keyer != nil && d.err == nil {
 			key = r.keyer.OrderKey(d.ev)

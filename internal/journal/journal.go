@@ -243,8 +243,15 @@ func (j *Journal) message(ev *event.Event, received string) *nats.Msg {
 }
 
 // DecodeMsg turns a journaled message back into an event.
-func DecodeMsg(m jetstream.Msg) (*event.Event, error) {
-	ev, err := event.Decode(m.Data())
+func DecodeMsg(m jetstream.Msg) (*event.Event, error) { return decodeMsg(m, event.Decode) }
+
+// DecodeMsgEnvelope is DecodeMsg without building the payload (event.DecodeEnvelope).
+func DecodeMsgEnvelope(m jetstream.Msg) (*event.Event, error) {
+	return decodeMsg(m, event.DecodeEnvelope)
+}
+
+func decodeMsg(m jetstream.Msg, decode func([]byte) (*event.Event, error)) (*event.Event, error) {
+	ev, err := decode(m.Data())
 	if err != nil {
 		return nil, err
 	}

@@ -39,9 +39,10 @@ const Kind = "EventLog"
 const dedupeWindow = 4096
 
 var (
-	_ plugins.Plugin  = (*EventLog)(nil)
-	_ plugins.Starter = (*EventLog)(nil)
-	_ plugins.Closer  = (*EventLog)(nil)
+	_ plugins.Plugin         = (*EventLog)(nil)
+	_ plugins.Starter        = (*EventLog)(nil)
+	_ plugins.Closer         = (*EventLog)(nil)
+	_ plugins.EnvelopeReader = (*EventLog)(nil)
 )
 
 // EventLog appends events to a JSON-lines file. Handle is safe for concurrent use; writes are
@@ -132,6 +133,9 @@ func (l *EventLog) Start(ctx context.Context) error {
 	}
 	return l.open()
 }
+
+// EnvelopeOnly reports that EventLog writes events as received and never reads their payload.
+func (l *EventLog) EnvelopeOnly() bool { return true }
 
 // Handle writes ev as one line, unless the same event was written recently.
 func (l *EventLog) Handle(ctx context.Context, ev *event.Event) error {
