@@ -68,6 +68,7 @@ type fleet struct {
 
 	mu   sync.Mutex
 	sims map[string]*emssim.Sim
+	pid  uint64 // the last process id given to a simulator
 }
 
 // newFleet reserves an API and an RTMP address for each name; start brings a simulator up.
@@ -107,13 +108,22 @@ func (f *fleet) member(n string) map[string]string {
 	return map[string]string{"api_url": f.apiURL(n), "rtmp_url": f.rtmpURL(n)}
 }
 
-// start starts simulator n on its reserved addresses. With svc set, its events go to
+// start starts simulator n on its reserved addresses, with a process id of its own. With svc set, its events go to
 // svc's webhook under /evowebservices/<n>, so emsflow attributes them to EMS n; with svc nil it
 // has no event sink (a camera, not an EMS emsflow knows). It is closed when the test ends,
 // before emsflow is killed.
 func (f *fleet) start(n string, svc *servicetest.Service, faults emssim.Faults) *emssim.Sim {
 	f.t.Helper()
+	// Each start is a new EMS process with its own PID, as a restarted EMS has: the simulators
+	// run in the test's process, and a restarted one with that PID would post a serverStarted
+	// byte-identical to its predecessor's when both fall in the same second, which the journal
+	// rightly drops as a duplicate.
+	f.mu.Lock()
+	f.pid++
+	pid := 4000 + f.pid
+	f.mu.Unlock()
 	cfg := emssim.Config{
+		ProcessID:         pid,
 		APIAddr:           f.api[n],
 		RTMPAddr:          f.rtmp[n],
 		MediaDir:          f.t.TempDir(),
