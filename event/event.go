@@ -66,25 +66,58 @@ func Decode(data []byte) (*Event, error) {
 // DecodeEnvelope parses one event as Decode does and checks it the same way, but reads from the
 // payload only customData (the sink's value, which attribution needs): the returned Payload holds
 // that key alone. Building the whole payload is most of the cost of receiving an event, and the
-// receiver only stores Raw; consumers Decode it fully.
+// receiver only stores Raw; consumers Decode it fully. It validates the JSON, then walks only the
+// top-level members and those of the payload, without reflection.
 func DecodeEnvelope(data []byte) (*Event, error) {
-	var env struct {
-		envelope
-		Payload *struct {
-			CustomData json.RawMessage `json:"customData"`
-		} `json:"payload"`
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, errors.New("event is not a JSON object")
 	}
-	ev, err := decodeEnvelope(data, &env.envelope, &env)
-	if err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field == "payload" {
-			return nil, errors.New("event payload is not a JSON object")
+	if !json.Valid(data) {
+		// Let the standard decoder describe the problem.
+		var v any
+		return nil, fmt.Errorf("decode event: %w", json.Unmarshal(data, &v))
+	}
+	var env envelope
+	var payload []byte
+	if err := topLevel(data, func(key string, val []byte) {
+		// encoding/json matches field names case-insensitively, so Decode does too; keep the
+		// two decoders in agreement (the last of duplicate members wins in both).
+		switch strings.ToLower(key) {
+		case "type":
+			raw := json.RawMessage(val)
+			env.Type = &raw
+		case "id":
+			env.ID = val
+		case "timestamp":
+			env.Timestamp = val
+		case "processid":
+			env.ProcessID = val
+		case "payload":
+			payload = val
 		}
+	}); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	ev, err := envelopeEvent(data, &env)
+	if err != nil {
 		return nil, err
 	}
 	ev.Payload = Payload{}
-	if env.Payload != nil && len(env.Payload.CustomData) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(env.Payload.CustomData))
+	if len(payload) == 0 || bytes.Equal(payload, []byte("null")) {
+		return ev, nil
+	}
+	if payload[0] != '{' {
+		return nil, errors.New("event payload is not a JSON object")
+	}
+	var cd []byte
+	_ = topLevel(payload, func(key string, val []byte) {
+		if key == "customData" {
+			cd = val
+		}
+	})
+	if cd != nil {
+		dec := json.NewDecoder(bytes.NewReader(cd))
 		dec.UseNumber()
 		var v any
 		if err := dec.Decode(&v); err != nil {
@@ -112,6 +145,11 @@ func decodeEnvelope(data []byte, env *envelope, dst any) (*Event, error) {
 	if err := json.Unmarshal(data, dst); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
+	return envelopeEvent(data, env)
+}
+
+// envelopeEvent checks the envelope fields and builds the Event.
+func envelopeEvent(data []byte, env *envelope) (*Event, error) {
 	if env.Type == nil {
 		return nil, ErrNoType
 	}
