@@ -100,7 +100,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		if err := j.startEmbedded(); err != nil {
 			return nil, err
 		}
-		j.nc, err = nats.Connect("", append(opts, nats.InProcessServer(j.srv))...)
+		// nats.go's default 2s handshake timeout is too short for a server that is recovering
+		// its store after a crash on a busy machine: the start then failed with "read pipe: i/o
+		// timeout". Nothing is listening on a network, so waiting longer costs nothing.
+		j.nc, err = nats.Connect("", append(opts, nats.InProcessServer(j.srv), nats.Timeout(embeddedConnectTimeout))...)
 	} else {
 		j.nc, err = nats.Connect(cfg.URL, opts...)
 	}
@@ -144,6 +147,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 	}
 	return j, nil
 }
+
+// embeddedConnectTimeout bounds the in-process connection handshake with the embedded server.
+const embeddedConnectTimeout = 30 * time.Second
 
 func orUnlimited(n int64) int64 {
 	if n <= 0 {
