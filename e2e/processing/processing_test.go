@@ -41,17 +41,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago. The simulators' API addresses
-// are reserved this way, because emsflow's configuration must name them before the simulators,
-// which need emsflow's webhook URL, can be built.
-func freeAddr(t *testing.T) string {
+// reserveAddr holds a free loopback address until release is called. The simulators' API
+// addresses are reserved this way, because emsflow's configuration must name them before the
+// simulators, which need emsflow's webhook URL, can be built; holding the port while emsflow
+// picks its own keeps the two from colliding.
+func reserveAddr(t *testing.T) (addr string, release func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().String(), func() { _ = l.Close() }
 }
 
 // envelope is one EMS event in EMS's wire form (reference §1.2) about stream name.

@@ -377,7 +377,7 @@ func TestEmailSinkDigestsABurst(t *testing.T) {
 	dir := t.TempDir()
 	svc := servicetest.Start(t, dir, sinksConfig(`[{"name": "noc", "url": "smtp://`+smtpd.addr+`",
 	  "from": "emsflow@example.com", "to": ["noc@example.com", "oncall@example.com"], "subject": "sources lost",
-	  "only": ["type=inStreamClosed"], "digest_interval": "3s", "resend_delay": "100ms", "resend_max_delay": "500ms"}]`))
+	  "only": ["type=inStreamClosed"], "digest_interval": "5s", "resend_delay": "100ms", "resend_max_delay": "500ms"}]`))
 
 	var want []string
 	for i := 1; i <= 15; i++ {
