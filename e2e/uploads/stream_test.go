@@ -1,0 +1,258 @@
+package uploads_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emsflow/emsflow/internal/emssim"
+	"github.com/emsflow/emsflow/internal/s3test"
+	"github.com/emsflow/emsflow/plugins/s3upload"
+)
+
+// streamLength is how long the published stream runs in the tests without faults.
+const streamLength = 30 * time.Second
+
+// TestStreamMirroredInOrderAndPlayable: a 30 s stream from emssim with HLS, HDS and DASH output,
+// its events posted to a running emsflow: every segment, playlist and manifest is in its bucket
+// with the file's bytes, every stored playlist names only stored objects, no playlist version
+// was stored before a segment it lists (server order, every version), and the bucket's HLS and
+// DASH play over HTTP in ffprobe with as many packets as from disk.
+func TestStreamMirroredInOrderAndPlayable(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.startStream(emssim.Faults{})
+	r.run(streamLength)
+	r.endStream()
+	r.waitMirrored(60 * time.Second)
+	if st := r.sim.EventStats(); st.Failed != 0 || st.Dropped != 0 {
+		t.Errorf("emssim lost events without faults: %+v", st)
+	}
+	for _, o := range outputs {
+		refs := r.assertReferencesStored(o)
+		versions := r.assertServerOrder(o)
+		files := len(r.diskFiles(o))
+		t.Logf("%s: %d files mirrored; %d references of stored manifests present; %d manifest versions stored after what they list; %v files uploaded by backfill",
+			o.bucket, files, refs, versions, r.metric("emsflow_s3upload_backfill_repairs_total", map[string]string{"plugin": o.plugin}))
+	}
+	r.svc.Stop()
+
+	t.Run("hls plays from the bucket", func(t *testing.T) {
+		o := outputs[0]
+		r.s3.MakePublic(t, o.bucket)
+		master := o.group + "/playlist.m3u8"
+		segments := r.assertListsEverySegment(o, master, ".ts")
+		before := len(r.requests(t))
+		local := probePackets(t, filepath.Join(r.media, o.folder, filepath.FromSlash(master)))
+		remote := probePackets(t, r.s3.URL(o.bucket, master))
+		if remote != local || local == "" {
+			t.Errorf("ffprobe over HTTP read packets %q (stream,count), from disk %q", remote, local)
+		}
+		fetched := map[string]bool{}
+		for _, req := range r.requests(t)[before:] {
+			if req.Operation == "s3_GetObject" && req.Status == http.StatusOK && req.Bucket == o.bucket {
+				fetched[req.Key] = true
+			}
+		}
+		for _, k := range segments {
+			if !fetched[k] {
+				t.Errorf("ffprobe never fetched segment %s from the bucket", k)
+			}
+		}
+		t.Logf("ffprobe read %d segments over HTTP: packets %s, as from disk", len(segments), remote)
+	})
+
+	t.Run("dash plays from the bucket", func(t *testing.T) {
+		o := outputs[2]
+		r.s3.MakePublic(t, o.bucket)
+		manifest := o.group + "/manifest.mpd"
+		segments := r.assertListsEverySegment(o, manifest, ".fmp4")
+		local := probePackets(t, filepath.Join(r.media, o.folder, filepath.FromSlash(manifest)))
+		remote := probePackets(t, r.s3.URL(o.bucket, manifest))
+		if remote != local || local == "" {
+			t.Errorf("ffprobe over HTTP read packets %q (stream,count), from disk %q", remote, local)
+		}
+		// ffmpeg 5.1's DASH demuxer starts a SegmentTimeline at its second entry, so a player
+		// fetch is checked for every segment here: anonymously over HTTP, as a player would.
+		for _, k := range segments {
+			body := httpGet(t, r.s3.URL(o.bucket, k))
+			want, err := os.ReadFile(filepath.Join(r.media, o.folder, filepath.FromSlash(k)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(body) != string(want) {
+				t.Errorf("GET %s over HTTP: %d bytes, want the file's %d", k, len(body), len(want))
+			}
+		}
+		t.Logf("ffprobe read the manifest over HTTP: packets %s, as from disk; %d segments fetched anonymously", remote, len(segments))
+	})
+}
+
+// assertListsEverySegment follows the stored playlists from top (a master playlist or manifest)
+// and checks that together they list every segment of the output on disk (suffix ext, plus DASH
+// init segments). It returns the segment keys listed.
+func (r *rig) assertListsEverySegment(o output, top, ext string) []string {
+	r.t.Helper()
+	seen := map[string]bool{}
+	var segments []string
+	queue := []string{top}
+	for len(queue) > 0 {
+		k := queue[0]
+		queue = queue[1:]
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		refs, err := s3upload.ReferencedKeys(k, r.get(o.bucket, k, ""))
+		if err != nil {
+			r.t.Fatalf("%s/%s: %v", o.bucket, k, err)
+		}
+		for _, ref := range refs {
+			if isManifest(ref) {
+				queue = append(queue, ref)
+			} else if !seen[ref] {
+				seen[ref] = true
+				segments = append(segments, ref)
+			}
+		}
+	}
+	listed := map[string]bool{}
+	for _, s := range segments {
+		listed[s] = true
+	}
+	var unlisted []string
+	for k := range r.diskFiles(o) {
+		if (strings.HasSuffix(k, ext) || strings.HasSuffix(k, "seg_init.mp4")) && !listed[k] {
+			unlisted = append(unlisted, k)
+		}
+	}
+	if len(unlisted) > 0 {
+		slices.Sort(unlisted)
+		r.t.Errorf("the stored playlists from %s do not list %d segments on disk: %v", top, len(unlisted), unlisted)
+	}
+	return segments
+}
+
+func (r *rig) requests(t *testing.T) []s3test.Request {
+	t.Helper()
+	reqs, err := r.s3.Requests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reqs
+}
+
+func httpGet(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return b
+}
+
+// TestStreamSurvivesCrashOutageAndLostEvents: one 45 s stream through three faults in turn, each
+// of which loses events or uploads, and at the end every bucket still holds every file, in order:
+//
+//   - emsflow killed with SIGKILL mid-stream and restarted 3 s later: EMS's events of those
+//     seconds are gone (EMS never retries), events accepted but not handled are redelivered from
+//     the journal, and backfill finds the files whose events never arrived;
+//   - the S3 server down for 20 s: every upload fails and is retried with backoff until it is
+//     back;
+//   - half the events dropped by emssim for 8 s: backfill repairs them.
+func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.startStream(emssim.Faults{})
+	r.run(8 * time.Second)
+
+	// Crash.
+	r.svc.Kill()
+	killed := time.Now()
+	r.run(3 * time.Second)
+	r.svc.Restart()
+	restarted := time.Now()
+	r.run(3 * time.Second)
+
+	// S3 outage. What the buckets hold when it starts tells which files came during it.
+	before := map[string]map[string]int64{}
+	for _, o := range outputs {
+		objs, err := r.objects(o.bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[o.bucket] = objs
+	}
+	r.s3.Stop()
+	r.run(20 * time.Second)
+	r.s3.Start()
+	duringOutage := 0
+	for _, o := range outputs {
+		for k := range r.diskFiles(o) {
+			if _, ok := before[o.bucket][k]; !ok {
+				duringOutage++
+			}
+		}
+	}
+
+	// Lost events.
+	r.sim.SetFaults(emssim.Faults{DropRate: 0.5})
+	r.run(8 * time.Second)
+	r.sim.SetFaults(emssim.Faults{})
+	r.run(2 * time.Second)
+	r.endStream()
+	r.waitMirrored(90 * time.Second)
+
+	st := r.sim.EventStats()
+	if st.Failed == 0 {
+		t.Errorf("no event failed to reach emsflow while it was down (%+v): the crash came too late or too early", st)
+	}
+	if st.Dropped == 0 {
+		t.Errorf("emssim dropped no event at drop rate 0.5 (%+v)", st)
+	}
+	if duringOutage == 0 {
+		t.Error("no file was written during the S3 outage")
+	}
+	whileDown := 0
+	for _, o := range outputs {
+		for k := range r.diskFiles(o) {
+			fi, err := os.Stat(filepath.Join(r.media, o.folder, filepath.FromSlash(k)))
+			if err == nil && fi.ModTime().After(killed) && fi.ModTime().Before(restarted) {
+				whileDown++
+			}
+		}
+	}
+	if whileDown == 0 {
+		t.Error("no file was written while emsflow was down")
+	}
+	repairs := 0.0
+	var lines []string
+	for _, o := range outputs {
+		refs := r.assertReferencesStored(o)
+		versions := r.assertServerOrder(o)
+		n := r.metric("emsflow_s3upload_backfill_repairs_total", map[string]string{"plugin": o.plugin})
+		repairs += n
+		lines = append(lines, fmt.Sprintf("%s: %d files, %d references present, %d manifest versions in order, %v repaired by backfill since the restart",
+			o.bucket, len(r.diskFiles(o)), refs, versions, n))
+	}
+	if repairs == 0 {
+		t.Error("backfill repaired nothing after a crash and dropped events: the events alone cannot have covered them")
+	}
+	r.svc.Stop()
+	t.Logf("events: %+v; %d files written while emsflow was down, %d during the S3 outage; all mirrored:\n%s",
+		st, whileDown, duringOutage, strings.Join(lines, "\n"))
+}
