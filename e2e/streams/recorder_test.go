@@ -102,7 +102,8 @@ func TestRecorderThroughService(t *testing.T) {
 
 	redeliver(t, svc, "a", event.InStreamCreated, f.inbound("a", "cam")[0], 1_000_001)
 	waitFor(t, "the redelivered event skipped as a duplicate", func() bool {
-		return counter(t, svc, "recorder", "skipped", "StreamRecorder", "duplicate") >= 1
+		return counter(t, svc, "recorder", "skipped", "StreamRecorder", "duplicate") >= 1 ||
+			made(t, svc, "recorder", "StreamRecorder", "record") > 1
 	})
 	oneRecord("after a redelivered event")
 
