@@ -113,6 +113,7 @@ func TestRecorderThroughService(t *testing.T) {
 	if !a.Unpublish("cam") {
 		t.Fatal("cam was not published")
 	}
+	waitLost(t, a, event.InStreamClosed, 2) // the event and its duplicate
 	oneRecord("after the stream ended while emsflow was down")
 	svc.Restart()
 	waitFor(t, "the orphaned record config removed", func() bool { return len(named(f.configs("a").Record, "cam")) == 0 })

@@ -103,6 +103,7 @@ func TestRouterThroughService(t *testing.T) {
 	if _, err := a.Publish(late); err != nil {
 		t.Fatal(err)
 	}
+	waitLost(t, a, event.InStreamCreated, 2) // the event and its duplicate
 	mark := len(svc.Log())
 	svc.Restart()
 	waitFor(t, late+" on B after the restart", func() bool { return len(f.inbound("b", late)) == 1 })

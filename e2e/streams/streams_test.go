@@ -11,6 +11,7 @@ package streams_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -230,6 +231,22 @@ func duplicatesAccepted(s *emssim.Sim, typ string) int {
 		}
 	}
 	return n
+}
+
+// waitLost waits until simulator s has given up on n POSTs of events of type typ (duplicates
+// included) because nothing answered: events lost while emsflow was down, which must not reach
+// the restarted process late.
+func waitLost(t *testing.T, s *emssim.Sim, typ string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d %s POSTs lost", n, typ), func() bool {
+		lost := 0
+		for _, d := range s.Deliveries() {
+			if d.Type == typ && d.Outcome == "failed" {
+				lost++
+			}
+		}
+		return lost >= n
+	})
 }
 
 // pluginEntry is one instance in emsflow's "plugins" section.
