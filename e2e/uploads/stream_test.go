@@ -1,6 +1,7 @@
 package uploads_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -165,7 +166,7 @@ func httpGet(t *testing.T, url string) []byte {
 	return b
 }
 
-// TestStreamSurvivesCrashOutageAndLostEvents: one 45 s stream through three faults in turn, each
+// TestStreamSurvivesCrashOutageAndLostEvents: one 44 s stream through three faults in turn, each
 // of which loses events or uploads, and at the end every bucket still holds every file, in order:
 //
 //   - emsflow killed with SIGKILL mid-stream and restarted 3 s later: EMS's events of those
@@ -173,7 +174,8 @@ func httpGet(t *testing.T, url string) []byte {
 //     the journal, and backfill finds the files whose events never arrived;
 //   - the S3 server down for 20 s: every upload fails and is retried with backoff until it is
 //     back;
-//   - half the events dropped by emssim for 8 s: backfill repairs them.
+//   - half the events dropped by emssim for 6 s, then all of them for the last 4 s and the close:
+//     backfill repairs what no later event covers.
 func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -209,13 +211,29 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 		}
 	}
 
-	// Lost events.
+	// Lost events: half of them for a while, which the next playlist's upload may cover, then
+	// every event of the last seconds and of the close, which nothing later can cover.
 	r.sim.SetFaults(emssim.Faults{DropRate: 0.5})
-	r.run(8 * time.Second)
-	r.sim.SetFaults(emssim.Faults{})
-	r.run(2 * time.Second)
+	r.run(6 * time.Second)
+	r.sim.SetFaults(emssim.Faults{StopPosting: true})
+	r.run(4 * time.Second)
 	r.endStream()
+	// Known defect: backfill does not take the HDS bootstrap (plugins/s3upload/backfill.go,
+	// candidateFor), and the stored child manifest never changes, so when the last
+	// hdsChunkClosed events are lost the bucket keeps an old bootstrap that lists fewer
+	// fragments than the bucket has.
+	bootstrap := outputs[1].group + "/" + stream + "/bootstrap"
+	r.knownStale = map[string]bool{outputs[1].bucket + "/" + bootstrap: true}
 	r.waitMirrored(90 * time.Second)
+	onDisk, err := os.ReadFile(filepath.Join(r.media, outputs[1].folder, outputs[1].group, stream, "bootstrap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := r.get(outputs[1].bucket, bootstrap, ""); bytes.Equal(stored, onDisk) {
+		t.Errorf("the HDS bootstrap is now repaired by backfill: remove knownStale from this test")
+	} else {
+		t.Logf("KNOWN DEFECT: %s/%s is %d bytes, %d on disk: backfill does not repair the HDS bootstrap", outputs[1].bucket, bootstrap, len(stored), len(onDisk))
+	}
 
 	st := r.sim.EventStats()
 	if st.Failed == 0 {
@@ -239,18 +257,16 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	if whileDown == 0 {
 		t.Error("no file was written while emsflow was down")
 	}
-	repairs := 0.0
 	var lines []string
 	for _, o := range outputs {
 		refs := r.assertReferencesStored(o)
 		versions := r.assertServerOrder(o)
-		n := r.metric("emsflow_s3upload_backfill_repairs_total", map[string]string{"plugin": o.plugin})
-		repairs += n
+		repairs := r.metric("emsflow_s3upload_backfill_repairs_total", map[string]string{"plugin": o.plugin})
+		if repairs == 0 {
+			t.Errorf("%s: backfill repaired nothing, yet the events of the stream's last seconds were all dropped", o.plugin)
+		}
 		lines = append(lines, fmt.Sprintf("%s: %d files, %d references present, %d manifest versions in order, %v repaired by backfill since the restart",
-			o.bucket, len(r.diskFiles(o)), refs, versions, n))
-	}
-	if repairs == 0 {
-		t.Error("backfill repaired nothing after a crash and dropped events: the events alone cannot have covered them")
+			o.bucket, len(r.diskFiles(o)), refs, versions, repairs))
 	}
 	r.svc.Stop()
 	t.Logf("events: %+v; %d files written while emsflow was down, %d during the S3 outage; all mirrored:\n%s",
