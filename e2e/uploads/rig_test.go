@@ -509,11 +509,19 @@ func probePackets(t *testing.T, src string) string {
 	return strings.Join(slices.Compact(lines), " ")
 }
 
-func requireFFmpeg(t *testing.T) {
+// skipShort skips the test under -short: every test here runs the emsflow binary and versitygw.
+func skipShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("end-to-end: runs emsflow, emssim's ffmpeg and versitygw")
+		t.Skip("end-to-end: runs emsflow and versitygw")
 	}
+}
+
+// requireFFmpeg is skipShort for the tests that also need ffmpeg (emssim) and ffprobe. Missing
+// tools fail the test: a green run means the tests ran.
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	skipShort(t)
 	for _, bin := range []string{"ffmpeg", "ffprobe"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s not found: run `make tools`", bin)
