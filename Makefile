@@ -37,10 +37,27 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: webhook ingest against a bare handler, S3 upload against a plain transfermanager loop
+bench: BENCH_COUNT ?= 3
 bench: tools
 	$(GO) build -o bin/emsflow ./cmd/emsflow
 	./scripts/bench-ingest.sh
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./plugins/s3upload/
+	@echo
+	@echo "s3 upload benchmark: 1 MB segments at 50 segments/s over 4 streams, versitygw on loopback; median of $(BENCH_COUNT) runs"
+	@set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkUpload$$' -benchtime 1x -count $(BENCH_COUNT) -timeout 10m ./plugins/s3upload/ | awk '\
+	  function median(name,   n, i, j, v, a) { \
+	    n = split(runs[name], a, " "); \
+	    for (i = 2; i <= n; i++) { v = a[i] + 0; for (j = i - 1; j > 0 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v } \
+	    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 \
+	  } \
+	  /^BenchmarkUpload/ { for (i = 3; i < NF; i += 2) runs[$$(i + 1)] = runs[$$(i + 1)] " " $$i; found++ } \
+	  { print } \
+	  END { \
+	    if (!found) { print "error: BenchmarkUpload reported no figures"; exit 1 } \
+	    printf "event-to-object latency: p50 %.1f ms, p99 %.1f ms\n", median("latency-p50-ms"), median("latency-p99-ms"); \
+	    printf "throughput: emsflow uploader %.1f MB/s, plain transfermanager loop %.1f MB/s (same files, same run)\n", median("uploader-MB/s"), median("plain-MB/s"); \
+	    r = median("ratio"); \
+	    printf "ratio uploader/plain: %.2f (target >= 0.8; runs:%s)%s\n", r, runs["ratio"], (r < 0.8 ? "  BELOW TARGET" : "") \
+	  }'
 
 ## lint: gofmt, go vet, golangci-lint
 lint: $(GOLANGCI)
