@@ -44,11 +44,13 @@ type output struct {
 	group  string
 }
 
-var outputs = []output{
-	{plugin: "AmazonHLSUpload", bucket: "hls", folder: "hls", group: "hlsg"},
-	{plugin: "AmazonHDSUpload", bucket: "hds", folder: "hds", group: "hdsg"},
-	{plugin: "AmazonDASHUpload", bucket: "dash", folder: "dash", group: "dashg"},
-}
+// The three outputs; outputs lists them for the checks that apply to each.
+var (
+	hlsOutput  = output{plugin: "AmazonHLSUpload", bucket: "hls", folder: "hls", group: "hlsg"}
+	hdsOutput  = output{plugin: "AmazonHDSUpload", bucket: "hds", folder: "hds", group: "hdsg"}
+	dashOutput = output{plugin: "AmazonDASHUpload", bucket: "dash", folder: "dash", group: "dashg"}
+	outputs    = []output{hlsOutput, hdsOutput, dashOutput}
+)
 
 // stream is the name emssim's encoder publishes.
 const stream = "cam1"
@@ -154,19 +156,19 @@ func (r *rig) startStream(faults emssim.Faults) {
 	}
 	target := func(o output) string { return filepath.Join(r.media, o.folder) }
 	if _, err := ems.CreateHLSStream(t.Context(), emsclient.HLSParams{
-		LocalStreamNames: []string{stream}, TargetFolder: target(outputs[0]), GroupName: outputs[0].group,
+		LocalStreamNames: []string{stream}, TargetFolder: target(hlsOutput), GroupName: hlsOutput.group,
 		ChunkLength: 1, PlaylistType: "appending",
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ems.CreateHDSStream(t.Context(), emsclient.HDSParams{
-		LocalStreamNames: []string{stream}, TargetFolder: target(outputs[1]), GroupName: outputs[1].group,
+		LocalStreamNames: []string{stream}, TargetFolder: target(hdsOutput), GroupName: hdsOutput.group,
 		ChunkLength: 1, PlaylistType: "appending",
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ems.CreateDASHStream(t.Context(), emsclient.DASHParams{
-		LocalStreamNames: []string{stream}, TargetFolder: target(outputs[2]), GroupName: outputs[2].group,
+		LocalStreamNames: []string{stream}, TargetFolder: target(dashOutput), GroupName: dashOutput.group,
 		ChunkLength: 1, PlaylistType: "appending",
 	}); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func TestStreamMirroredInOrderAndPlayable(t *testing.T) {
 	r.svc.Stop()
 
 	t.Run("hls plays from the bucket", func(t *testing.T) {
-		o := outputs[0]
+		o := hlsOutput
 		r.s3.MakePublic(t, o.bucket)
 		master := o.group + "/playlist.m3u8"
 		segments := r.assertListsEverySegment(o, master, ".ts")
@@ -70,7 +70,7 @@ func TestStreamMirroredInOrderAndPlayable(t *testing.T) {
 	})
 
 	t.Run("dash plays from the bucket", func(t *testing.T) {
-		o := outputs[2]
+		o := dashOutput
 		r.s3.MakePublic(t, o.bucket)
 		manifest := o.group + "/manifest.mpd"
 		segments := r.assertListsEverySegment(o, manifest, ".fmp4")
@@ -167,13 +167,14 @@ func httpGet(t *testing.T, url string) []byte {
 }
 
 // TestStreamSurvivesCrashOutageAndLostEvents: one 44 s stream through three faults in turn, each
-// of which loses events or uploads, and at the end every bucket still holds every file, in order:
+// of which loses events or uploads, and at the end every bucket still holds every file with the
+// file's bytes, every manifest version stored after what it lists:
 //
 //   - emsflow killed with SIGKILL mid-stream and restarted 3 s later: EMS's events of those
-//     seconds are gone (EMS never retries), events accepted but not handled are redelivered from
-//     the journal, and backfill finds the files whose events never arrived;
-//   - the S3 server down for 20 s: every upload fails and is retried with backoff until it is
-//     back;
+//     seconds are gone (EMS never retries), and the files written meanwhile still reach the
+//     bucket;
+//   - the S3 server down for 20 s: uploads fail and are retried with backoff (counted), none is
+//     given up (no dead letter), and the files written meanwhile reach the bucket;
 //   - half the events dropped by emssim for 6 s, then all of them for the last 4 s and the close:
 //     backfill repairs what no later event covers.
 func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
@@ -215,6 +216,7 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	// every event of the last seconds and of the close, which nothing later can cover.
 	r.sim.SetFaults(emssim.Faults{DropRate: 0.5})
 	r.run(6 * time.Second)
+	halfDropped := r.sim.EventStats().Dropped
 	r.sim.SetFaults(emssim.Faults{StopPosting: true})
 	r.run(4 * time.Second)
 	r.endStream()
@@ -222,24 +224,24 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	// candidateFor), and the stored child manifest never changes, so when the last
 	// hdsChunkClosed events are lost the bucket keeps an old bootstrap that lists fewer
 	// fragments than the bucket has.
-	bootstrap := outputs[1].group + "/" + stream + "/bootstrap"
-	r.knownStale = map[string]bool{outputs[1].bucket + "/" + bootstrap: true}
+	bootstrap := hdsOutput.group + "/" + stream + "/bootstrap"
+	r.knownStale = map[string]bool{hdsOutput.bucket + "/" + bootstrap: true}
 	r.waitMirrored(90 * time.Second)
-	onDisk, err := os.ReadFile(filepath.Join(r.media, outputs[1].folder, outputs[1].group, stream, "bootstrap"))
+	onDisk, err := os.ReadFile(filepath.Join(r.media, hdsOutput.folder, hdsOutput.group, stream, "bootstrap"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored := r.get(outputs[1].bucket, bootstrap, ""); bytes.Equal(stored, onDisk) {
+	if stored := r.get(hdsOutput.bucket, bootstrap, ""); bytes.Equal(stored, onDisk) {
 		t.Errorf("the HDS bootstrap is now repaired by backfill: remove knownStale from this test")
 	} else {
-		t.Logf("KNOWN DEFECT: %s/%s is %d bytes, %d on disk: backfill does not repair the HDS bootstrap", outputs[1].bucket, bootstrap, len(stored), len(onDisk))
+		t.Logf("KNOWN DEFECT: %s/%s is %d bytes, %d on disk: backfill does not repair the HDS bootstrap", hdsOutput.bucket, bootstrap, len(stored), len(onDisk))
 	}
 
 	st := r.sim.EventStats()
 	if st.Failed == 0 {
 		t.Errorf("no event failed to reach emsflow while it was down (%+v): the crash came too late or too early", st)
 	}
-	if st.Dropped == 0 {
+	if halfDropped == 0 {
 		t.Errorf("emssim dropped no event at drop rate 0.5 (%+v)", st)
 	}
 	if duringOutage == 0 {
@@ -261,12 +263,20 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	for _, o := range outputs {
 		refs := r.assertReferencesStored(o)
 		versions := r.assertServerOrder(o)
-		repairs := r.metric("emsflow_s3upload_backfill_repairs_total", map[string]string{"plugin": o.plugin})
+		plugin := map[string]string{"plugin": o.plugin}
+		repairs := r.metric("emsflow_s3upload_backfill_repairs_total", plugin)
 		if repairs == 0 {
 			t.Errorf("%s: backfill repaired nothing, yet the events of the stream's last seconds were all dropped", o.plugin)
 		}
-		lines = append(lines, fmt.Sprintf("%s: %d files, %d references present, %d manifest versions in order, %v repaired by backfill since the restart",
-			o.bucket, len(r.diskFiles(o)), refs, versions, repairs))
+		retried := r.metric("emsflow_plugin_retried_total", plugin)
+		if retried == 0 {
+			t.Errorf("%s: no event was retried, yet S3 was down for 20 s", o.plugin)
+		}
+		if dead := r.metric("emsflow_plugin_dead_lettered_total", plugin); dead != 0 {
+			t.Errorf("%s: %v events dead-lettered; an outage must only delay them", o.plugin, dead)
+		}
+		lines = append(lines, fmt.Sprintf("%s: %d files, %d references present, %d manifest versions in order; since the restart %v events retried, %v files repaired by backfill",
+			o.bucket, len(r.diskFiles(o)), refs, versions, retried, repairs))
 	}
 	r.svc.Stop()
 	t.Logf("events: %+v; %d files written while emsflow was down, %d during the S3 outage; all mirrored:\n%s",

@@ -23,7 +23,7 @@ func TestPathTraversalUploadsNothing(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
 	r := &rig{t: t, dir: dir, media: filepath.Join(dir, "media")}
-	hls := outputs[0]
+	hls := hlsOutput
 	streamDir := filepath.Join(r.media, hls.folder, hls.group, stream)
 	outside := filepath.Join(dir, "outside")
 	const secret = "not for the bucket"
