@@ -421,7 +421,7 @@ func TestUnknownPluginListsKnownKinds(t *testing.T) {
 		"Third": {"type": "StreamAutoRouter", "plugin_switch": "enabled"},
 	}}`)
 	msg := loadErr(t, path)
-	known := "(known: AmazonDASHUpload, AmazonHDSUpload, AmazonHLSUpload, EventLog, StreamAutoRouter, StreamLoadBalancer, StreamRecorder)"
+	known := "(known: " + strings.Join(slices.Sorted(slices.Values(seedKinds)), ", ") + ")"
 	for _, want := range []string{
 		`plugins.StreamAutoRoutr: unknown plugin "StreamAutoRoutr" ` + known,
 		`plugins.Second.type: unknown plugin "Nope" ` + known,
