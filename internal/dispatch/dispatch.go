@@ -225,8 +225,8 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		// The ack wait covers one Handle call plus slack; a call that outlives it is cancelled
 		// by its own deadline first, so JetStream never redelivers an event still in progress.
-		AckWait:       pol.Timeout + 10*time.Second,
-		MaxDeliver:    -1,
+		AckWait:    pol.Timeout + 10*time.Second,
+		MaxDeliver: -1,
 		// Enough in flight to keep the workers busy between pulls, few enough that buffered
 		// messages are handled well within the ack wait even for slow plugins.
 		MaxAckPending: pol.Concurrency * 16,
