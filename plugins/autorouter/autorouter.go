@@ -42,7 +42,7 @@ type Router struct {
 	cfg     Config
 	dests   []destination
 	ems     map[string]*emsclient.Client
-	defEMS  string
+	fleet   act.Scope
 	log     zerolog.Logger
 	metrics *act.Metrics
 	locks   act.Locks
@@ -68,7 +68,7 @@ func New(name string, cfg Config, deps plugins.Deps) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{
-		name: name, cfg: cfg, ems: deps.EMS, defEMS: deps.DefaultEMS, log: deps.Log,
+		name: name, cfg: cfg, ems: deps.EMS, fleet: act.NewScope(deps.EMS, deps.DefaultEMS, cfg.EMS), log: deps.Log,
 		metrics: act.NewMetrics(deps.Metrics, "autorouter"),
 	}
 	for _, d := range cfg.DestinationURI {
@@ -94,12 +94,12 @@ func (r *Router) Handle(ctx context.Context, ev *event.Event) error {
 	if ev.Type != event.InStreamCreated {
 		return nil
 	}
-	src := r.source(ev)
+	src := r.fleet.Source(ev)
 	client, ok := r.ems[src]
 	if !ok {
 		return plugins.Permanent(fmt.Errorf("route %s: no EMS client for %q", ev.Payload.Name(), src))
 	}
-	if !r.inScope(src) {
+	if !r.fleet.Contains(src) {
 		r.skip(src, ev.Payload.Name(), "", act.SkipScope, "")
 		return nil
 	}
@@ -113,7 +113,7 @@ func (r *Router) Reconcile(ctx context.Context) error {
 	defer cancel()
 	snap := act.NewSnapshot(r.ems)
 	var errs []error
-	for _, src := range r.scope() {
+	for _, src := range r.fleet.Names() {
 		// Configs before streams: a push made after this list is for a stream that is new in
 		// the stream list, and the fresh check under the lock sees it.
 		if _, err := snap.Configs(ctx, src); err != nil {
@@ -282,26 +282,6 @@ func (r *Router) isSelf(d destination, client *emsclient.Client, stream event.Pa
 		}
 	}
 	return slices.Contains(hosts, d.endpoint.Host)
-}
-
-// source returns the name of the EMS that sent ev.
-func (r *Router) source(ev *event.Event) string {
-	if _, ok := r.ems[ev.EMS]; ok {
-		return ev.EMS
-	}
-	return r.defEMS
-}
-
-func (r *Router) inScope(src string) bool {
-	return len(r.cfg.EMS) == 0 || slices.Contains(r.cfg.EMS, src)
-}
-
-// scope returns the EMS names to reconcile, sorted.
-func (r *Router) scope() []string {
-	if len(r.cfg.EMS) > 0 {
-		return slices.Sorted(slices.Values(r.cfg.EMS))
-	}
-	return slices.Sorted(maps.Keys(r.ems))
 }
 
 func (r *Router) skip(src, name, target, reason, detail string) {

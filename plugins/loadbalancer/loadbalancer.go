@@ -58,7 +58,7 @@ type Balancer struct {
 	cfg     Config
 	members []member
 	ems     map[string]*emsclient.Client
-	defEMS  string
+	fleet   act.Scope
 	log     zerolog.Logger
 	metrics *act.Metrics
 	locks   act.Locks
@@ -89,7 +89,7 @@ func New(name string, cfg Config, deps plugins.Deps) (*Balancer, error) {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	b := &Balancer{
-		name: name, cfg: cfg, ems: deps.EMS, defEMS: deps.DefaultEMS, log: deps.Log,
+		name: name, cfg: cfg, ems: deps.EMS, fleet: act.NewScope(deps.EMS, deps.DefaultEMS, cfg.EMS), log: deps.Log,
 		metrics: act.NewMetrics(deps.Metrics, "loadbalancer"),
 	}
 	var errs []error
@@ -153,13 +153,13 @@ func (b *Balancer) Handle(ctx context.Context, ev *event.Event) error {
 	default:
 		return nil
 	}
-	src := b.source(ev)
+	src := b.fleet.Source(ev)
 	client, ok := b.ems[src]
 	if !ok {
 		return plugins.Permanent(fmt.Errorf("replicate %s: no EMS client for %q", ev.Payload.Name(), src))
 	}
 	name := ev.Payload.Name()
-	if !b.inScope(src) {
+	if !b.fleet.Contains(src) {
 		b.skip(src, name, "", act.SkipScope, "")
 		return nil
 	}
@@ -198,7 +198,7 @@ func (b *Balancer) Reconcile(ctx context.Context) error {
 	memberSnap := act.NewSnapshot(b.memberClients())
 	var errs []error
 	want := map[string]map[string]bool{} // origin EMS -> origin stream names
-	for _, src := range b.scope() {
+	for _, src := range b.fleet.Names() {
 		cl, err := snap.Configs(ctx, src)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s: %w", src, err))
@@ -487,26 +487,6 @@ func (b *Balancer) memberClients() map[string]*emsclient.Client {
 		out[m.key] = m.client
 	}
 	return out
-}
-
-// source returns the name of the EMS that sent ev.
-func (b *Balancer) source(ev *event.Event) string {
-	if _, ok := b.ems[ev.EMS]; ok {
-		return ev.EMS
-	}
-	return b.defEMS
-}
-
-func (b *Balancer) inScope(src string) bool {
-	return len(b.cfg.EMS) == 0 || slices.Contains(b.cfg.EMS, src)
-}
-
-// scope returns the origin EMS names to reconcile, sorted.
-func (b *Balancer) scope() []string {
-	if len(b.cfg.EMS) > 0 {
-		return slices.Sorted(slices.Values(b.cfg.EMS))
-	}
-	return slices.Sorted(maps.Keys(b.ems))
 }
 
 func (b *Balancer) skip(src, name, target, reason, detail string) {

@@ -49,7 +49,7 @@ type Recorder struct {
 	name    string
 	cfg     Config
 	ems     map[string]*emsclient.Client
-	defEMS  string
+	fleet   act.Scope
 	log     zerolog.Logger
 	metrics *act.Metrics
 	locks   act.Locks
@@ -76,7 +76,7 @@ func New(name string, cfg Config, deps plugins.Deps) (*Recorder, error) {
 		return nil, err
 	}
 	return &Recorder{
-		name: name, cfg: cfg, ems: deps.EMS, defEMS: deps.DefaultEMS, log: deps.Log,
+		name: name, cfg: cfg, ems: deps.EMS, fleet: act.NewScope(deps.EMS, deps.DefaultEMS, cfg.EMS), log: deps.Log,
 		metrics: act.NewMetrics(deps.Metrics, "recorder"),
 	}, nil
 }
@@ -97,12 +97,12 @@ func (r *Recorder) Handle(ctx context.Context, ev *event.Event) error {
 	if ev.Type != event.InStreamCreated && ev.Type != event.InStreamClosed {
 		return nil
 	}
-	src := r.source(ev)
+	src := r.fleet.Source(ev)
 	client, ok := r.ems[src]
 	if !ok {
 		return plugins.Permanent(fmt.Errorf("record %s: no EMS client for %q", ev.Payload.Name(), src))
 	}
-	if !r.inScope(src) {
+	if !r.fleet.Contains(src) {
 		r.skip(src, ev.Payload.Name(), act.SkipScope, "")
 		return nil
 	}
@@ -123,7 +123,7 @@ func (r *Recorder) Reconcile(ctx context.Context) error {
 	defer cancel()
 	snap := act.NewSnapshot(r.ems)
 	var errs []error
-	for _, src := range r.scope() {
+	for _, src := range r.fleet.Names() {
 		// Configs before streams: a config this list lacks belongs to a stream made later,
 		// and a config whose stream is missing from the later stream list is really orphaned.
 		cl, err := snap.Configs(ctx, src)
@@ -301,26 +301,6 @@ func (r *Recorder) cleanup(ctx context.Context, src string, client *emsclient.Cl
 		l.Str(logfield.EMS, src).Str(logfield.Stream, name).Uint64(logfield.ConfigID, id).Msg(msg)
 	}
 	return act.Join(errs...)
-}
-
-// source returns the name of the EMS that sent ev.
-func (r *Recorder) source(ev *event.Event) string {
-	if _, ok := r.ems[ev.EMS]; ok {
-		return ev.EMS
-	}
-	return r.defEMS
-}
-
-func (r *Recorder) inScope(src string) bool {
-	return len(r.cfg.EMS) == 0 || slices.Contains(r.cfg.EMS, src)
-}
-
-// scope returns the EMS names to reconcile, sorted.
-func (r *Recorder) scope() []string {
-	if len(r.cfg.EMS) > 0 {
-		return slices.Sorted(slices.Values(r.cfg.EMS))
-	}
-	return slices.Sorted(maps.Keys(r.ems))
 }
 
 func (r *Recorder) skip(src, name, reason, detail string) {

@@ -279,3 +279,39 @@ func value(c *prometheus.CounterVec, label string) float64 {
 	}
 	return d.GetCounter().GetValue()
 }
+
+// Scope is the set of EMS servers a stream plugin acts for: every configured one, or only those
+// its "ems" parameter names.
+type Scope struct {
+	ems  map[string]*emsclient.Client
+	def  string
+	only []string
+}
+
+// NewScope returns the scope of a plugin over the configured EMS servers ems, with def the
+// default EMS and only the names it is limited to (empty: all).
+func NewScope(ems map[string]*emsclient.Client, def string, only []string) Scope {
+	return Scope{ems: ems, def: def, only: only}
+}
+
+// Source returns the name of the EMS that sent ev, or the default EMS when the event names none
+// that is configured.
+func (s Scope) Source(ev *event.Event) string {
+	if _, ok := s.ems[ev.EMS]; ok {
+		return ev.EMS
+	}
+	return s.def
+}
+
+// Contains reports whether the plugin acts for the EMS named src.
+func (s Scope) Contains(src string) bool {
+	return len(s.only) == 0 || slices.Contains(s.only, src)
+}
+
+// Names returns the EMS names to reconcile, sorted.
+func (s Scope) Names() []string {
+	if len(s.only) > 0 {
+		return slices.Sorted(slices.Values(s.only))
+	}
+	return slices.Sorted(maps.Keys(s.ems))
+}
