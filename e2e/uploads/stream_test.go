@@ -28,7 +28,7 @@ const streamLength = 30 * time.Second
 func TestStreamMirroredInOrderAndPlayable(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	r.startStream(emssim.Faults{})
+	r.startStream(emssim.Faults{}, false)
 	r.run(streamLength)
 	r.endStream()
 	r.waitMirrored(60 * time.Second)
@@ -180,7 +180,7 @@ func httpGet(t *testing.T, url string) []byte {
 func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	r.startStream(emssim.Faults{})
+	r.startStream(emssim.Faults{}, true)
 	r.run(8 * time.Second)
 
 	// Crash.
@@ -220,22 +220,18 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	r.sim.SetFaults(emssim.Faults{StopPosting: true})
 	r.run(4 * time.Second)
 	r.endStream()
-	// Known defect: backfill does not take the HDS bootstrap (plugins/s3upload/backfill.go,
-	// candidateFor), and the stored child manifest never changes, so when the last
-	// hdsChunkClosed events are lost the bucket keeps an old bootstrap that lists fewer
-	// fragments than the bucket has.
-	bootstrap := hdsOutput.group + "/" + stream + "/bootstrap"
-	r.knownStale = map[string]bool{hdsOutput.bucket + "/" + bootstrap: true}
 	r.waitMirrored(90 * time.Second)
+	bootstrap := hdsOutput.group + "/" + stream + "/bootstrap"
 	onDisk, err := os.ReadFile(filepath.Join(r.media, hdsOutput.folder, hdsOutput.group, stream, "bootstrap"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored := r.get(hdsOutput.bucket, bootstrap, ""); bytes.Equal(stored, onDisk) {
-		t.Errorf("the HDS bootstrap is now repaired by backfill: remove knownStale from this test")
-	} else {
-		t.Logf("KNOWN DEFECT: %s/%s is %d bytes, %d on disk: backfill does not repair the HDS bootstrap", hdsOutput.bucket, bootstrap, len(stored), len(onDisk))
+	// Backfill repairs the HDS bootstrap whose last hdsChunkClosed events were lost.
+	if stored := r.get(hdsOutput.bucket, bootstrap, ""); !bytes.Equal(stored, onDisk) {
+		t.Errorf("%s/%s is %d bytes in the bucket, %d on disk: backfill left a stale bootstrap", hdsOutput.bucket, bootstrap, len(stored), len(onDisk))
 	}
+
+	r.assertRollingRepaired()
 
 	st := r.sim.EventStats()
 	if st.Failed == 0 {
@@ -279,6 +275,53 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 			o.bucket, len(r.diskFiles(o)), refs, versions, retried, repairs))
 	}
 	r.svc.Stop()
+	os.WriteFile("/tmp/faults-emsflow.log", []byte(r.svc.Log()), 0o644) // TEMP
 	t.Logf("events: %+v; %d files written while emsflow was down, %d during the S3 outage; all mirrored:\n%s",
 		st, whileDown, duringOutage, strings.Join(lines, "\n"))
+}
+
+// assertRollingRepaired checks the rolling HLS output after the faults: every chunk still on
+// disk is in the bucket with the file's size (the chunks EMS deleted may stay there: deletion is
+// off), and the playlists are the files'.
+//
+// Known defect: backfill compares sizes only (plugins/s3upload/backfill.go, Reconcile), and a
+// rolling playlist keeps its size from one version to the next while the chunk numbers keep
+// their digit count, so when the last playlist events are lost the bucket keeps an old window
+// for good: players of the bucket never see the stream's end.
+func (r *rig) assertRollingRepaired() {
+	t := r.t
+	t.Helper()
+	o := hlsRolling
+	objs, err := r.outputObjects(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := r.diskFiles(o)
+	if len(disk) < 3 {
+		t.Fatalf("rolling output has %d files on disk", len(disk))
+	}
+	child := o.group + "/" + stream + "/playlist.m3u8"
+	for k, size := range disk {
+		if strings.HasSuffix(k, ".m3u8") {
+			continue
+		}
+		if got, ok := objs[k]; !ok || got != size {
+			t.Errorf("rolling chunk %s: in bucket %v with %d bytes, %d on disk", k, ok, got, size)
+		}
+	}
+	for _, k := range []string{o.group + "/playlist.m3u8", child} {
+		want, err := os.ReadFile(filepath.Join(r.media, o.folder, filepath.FromSlash(k)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.get(o.bucket, k, "")
+		switch {
+		case bytes.Equal(got, want) && k == child:
+			t.Errorf("the rolling child playlist is now repaired by backfill: remove the known defect from assertRollingRepaired")
+		case !bytes.Equal(got, want) && k == child:
+			t.Logf("KNOWN DEFECT: %s/%s stays at an old window (%d bytes, %d on disk, same size: backfill skips it):\n%s", o.bucket, k, len(got), len(want), got)
+		case !bytes.Equal(got, want):
+			t.Errorf("%s/%s differs from the file", o.bucket, k)
+		}
+	}
 }

@@ -37,7 +37,7 @@ type candidate struct {
 	path  string // EMS path (slash-separated, absolute)
 	key   string
 	info  fs.FileInfo
-	order int // 0 segments, 1 child playlists, 2 master playlists
+	order int // 0 segments, 1 HDS bootstraps, 2 child playlists, 3 master playlists
 }
 
 // Reconcile uploads the files under the media roots that the bucket lacks or holds with another
@@ -59,7 +59,7 @@ func (u *Uploader) Reconcile(ctx context.Context) error {
 	var repairs atomic.Int64
 	ctx = context.WithValue(ctx, repairKey{}, &repairs)
 	var errs []error
-	for order := range 3 {
+	for order := range 4 {
 		var (
 			wg sync.WaitGroup
 			mu sync.Mutex
@@ -156,9 +156,9 @@ func (u *Uploader) candidateFor(p string, info fs.FileInfo) (candidate, bool) {
 		case kindTS, kindAAC:
 			c.key = tail(tailSegment)
 		case kindM3U8:
-			c.order, c.key = 1, tail(tailSegment)
+			c.order, c.key = 2, tail(tailSegment)
 			if u.peek(p, isMasterM3U8) {
-				c.order, c.key = 2, tail(tailMaster)
+				c.order, c.key = 3, tail(tailMaster)
 			}
 		default:
 			return c, false
@@ -167,10 +167,14 @@ func (u *Uploader) candidateFor(p string, info fs.FileInfo) (candidate, bool) {
 		switch kind {
 		case kindF4F:
 			c.key = tail(tailSegment)
-		case kindF4M:
+		case kindBootstrap:
+			// Rewritten in place as fragments are added: after the fragments it lists, before
+			// the child manifest that points to it.
 			c.order, c.key = 1, tail(tailSegment)
+		case kindF4M:
+			c.order, c.key = 2, tail(tailSegment)
 			if !u.peek(p, func(b []byte) bool { return bytes.Contains(b, []byte("bootstrapInfo")) }) {
-				c.order, c.key = 2, tail(tailMaster)
+				c.order, c.key = 3, tail(tailMaster)
 			}
 		default:
 			return c, false
@@ -180,7 +184,7 @@ func (u *Uploader) candidateFor(p string, info fs.FileInfo) (candidate, bool) {
 		case kind == kindM4S, kind == kindFMP4, kind == kindMP4 && strings.EqualFold(path.Base(p), "seg_init.mp4"):
 			c.key = tail(tailDASH)
 		case kind == kindMPD:
-			c.order, c.key = 2, tail(tailMaster)
+			c.order, c.key = 3, tail(tailMaster)
 		default:
 			return c, false
 		}
