@@ -44,12 +44,18 @@ type output struct {
 	group  string
 }
 
+// prefix is where the output's objects are in its bucket: under the group.
+func (o output) prefix() string { return o.group + "/" }
+
 // The three outputs; outputs lists them for the checks that apply to each.
 var (
 	hlsOutput  = output{plugin: "AmazonHLSUpload", bucket: "hls", folder: "hls", group: "hlsg"}
 	hdsOutput  = output{plugin: "AmazonHDSUpload", bucket: "hds", folder: "hds", group: "hdsg"}
 	dashOutput = output{plugin: "AmazonDASHUpload", bucket: "dash", folder: "dash", group: "dashg"}
 	outputs    = []output{hlsOutput, hdsOutput, dashOutput}
+	// hlsRolling is a second HLS output of the same stream with a rolling playlist (EMS deletes
+	// old chunks), uploaded by the same AmazonHLSUpload into the same bucket.
+	hlsRolling = output{plugin: "AmazonHLSUpload", bucket: "hls", folder: "hlsrolling", group: "hlsr"}
 )
 
 // stream is the name emssim's encoder publishes.
@@ -63,10 +69,6 @@ type rig struct {
 	s3    *s3test.Server
 	svc   *servicetest.Service
 	sim   *emssim.Sim
-	// knownStale names objects ("bucket/key") that a known defect leaves older than their file:
-	// the mirror checks accept them when present, and the test must check they are still stale
-	// (so that the exception goes when the defect is fixed).
-	knownStale map[string]bool
 }
 
 // newRig starts versitygw with versioned buckets and emsflow with the three uploaders on one
@@ -77,7 +79,7 @@ func newRig(t *testing.T) *rig {
 	requireFFmpeg(t)
 	r := &rig{t: t, dir: t.TempDir()}
 	r.media = filepath.Join(r.dir, "media")
-	for _, o := range outputs {
+	for _, o := range append(outputs, hlsRolling) {
 		if err := os.MkdirAll(filepath.Join(r.media, o.folder), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -127,8 +129,9 @@ func (r *rig) config(outs []output, extra map[string]any) string {
 }
 
 // startStream starts emssim posting to emsflow, publishes the stream and starts its HLS, HDS and
-// DASH outputs with 1 s chunks and appending playlists (EMS deletes nothing).
-func (r *rig) startStream(faults emssim.Faults) {
+// DASH outputs with 1 s chunks and appending playlists (EMS deletes nothing), and with rolling
+// also the hlsRolling output (5 chunks listed, one more kept).
+func (r *rig) startStream(faults emssim.Faults, rolling bool) {
 	t := r.t
 	t.Helper()
 	sim, err := emssim.New(emssim.Config{
@@ -166,6 +169,15 @@ func (r *rig) startStream(faults emssim.Faults) {
 		ChunkLength: 1, PlaylistType: "appending",
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if rolling {
+		keep := uint(1)
+		if _, err := ems.CreateHLSStream(t.Context(), emsclient.HLSParams{
+			LocalStreamNames: []string{stream}, TargetFolder: target(hlsRolling), GroupName: hlsRolling.group,
+			ChunkLength: 1, PlaylistType: "rolling", PlaylistLength: 5, StaleRetentionCount: &keep,
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := ems.CreateDASHStream(t.Context(), emsclient.DASHParams{
 		LocalStreamNames: []string{stream}, TargetFolder: target(dashOutput), GroupName: dashOutput.group,
@@ -234,10 +246,24 @@ func (r *rig) objects(bucket string) (map[string]int64, error) {
 	return out, nil
 }
 
+// outputObjects lists an output's objects in its bucket: key → size.
+func (r *rig) outputObjects(o output) (map[string]int64, error) {
+	objs, err := r.objects(o.bucket)
+	if err != nil {
+		return nil, err
+	}
+	for k := range objs {
+		if !strings.HasPrefix(k, o.prefix()) {
+			delete(objs, k)
+		}
+	}
+	return objs, nil
+}
+
 // mirrorDiff describes how a bucket differs from its output on disk by key and size, or "".
 func (r *rig) mirrorDiff(o output) string {
 	disk := r.diskFiles(o)
-	objs, err := r.objects(o.bucket)
+	objs, err := r.outputObjects(o)
 	if err != nil {
 		return err.Error()
 	}
@@ -247,7 +273,7 @@ func (r *rig) mirrorDiff(o output) string {
 		switch {
 		case !ok:
 			missing = append(missing, k)
-		case got != size && !r.knownStale[o.bucket+"/"+k]:
+		case got != size:
 			wrong = append(wrong, fmt.Sprintf("%s (%d bytes, %d on disk)", k, got, size))
 		}
 	}
@@ -291,9 +317,6 @@ func (r *rig) waitMirrored(timeout time.Duration) {
 			r.t.Errorf("output %s has only %d files on disk: the stream did not run", o.folder, len(disk))
 		}
 		for k := range disk {
-			if r.knownStale[o.bucket+"/"+k] {
-				continue
-			}
 			want, err := os.ReadFile(filepath.Join(r.media, o.folder, filepath.FromSlash(k)))
 			if err != nil {
 				r.t.Fatal(err)

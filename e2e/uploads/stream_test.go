@@ -2,6 +2,7 @@ package uploads_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -173,10 +174,16 @@ func httpGet(t *testing.T, url string) []byte {
 //   - emsflow killed with SIGKILL mid-stream and restarted 3 s later: EMS's events of those
 //     seconds are gone (EMS never retries), and the files written meanwhile still reach the
 //     bucket;
-//   - the S3 server down for 20 s: uploads fail and are retried with backoff (counted), none is
-//     given up (no dead letter), and the files written meanwhile reach the bucket;
+//   - the S3 server down for 20 s: uploads fail and are retried with backoff (counted), none of
+//     a file still on disk is given up (no dead letter), and the files written meanwhile reach
+//     the bucket;
 //   - half the events dropped by emssim for 6 s, then all of them for the last 4 s and the close:
 //     backfill repairs what no later event covers.
+//
+// A second, rolling HLS output of the stream goes through the same faults; EMS deletes its old
+// chunks, so only the chunks still on disk are checked. One known defect of backfill is pinned
+// (the test fails once it is fixed, to have the exception removed): a rolling playlist whose last
+// events are lost stays stale when the stored version has the same size.
 func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -268,14 +275,25 @@ func TestStreamSurvivesCrashOutageAndLostEvents(t *testing.T) {
 		if retried == 0 {
 			t.Errorf("%s: no event was retried, yet S3 was down for 20 s", o.plugin)
 		}
-		if dead := r.metric("emsflow_plugin_dead_lettered_total", plugin); dead != 0 {
-			t.Errorf("%s: %v events dead-lettered; an outage must only delay them", o.plugin, dead)
+		// Chunks of the rolling output that EMS deleted during the outage are lost for good, and
+		// their events may be given up; nothing of the appending outputs may be.
+		for _, d := range r.deadLetters(o.plugin).DeadLetters {
+			var env struct {
+				Payload struct {
+					File string `json:"file"`
+				} `json:"payload"`
+			}
+			if err := json.Unmarshal(d.Event, &env); err != nil {
+				t.Fatalf("dead letter %d: %v", d.Seq, err)
+			}
+			if !strings.HasPrefix(env.Payload.File, filepath.Join(r.media, hlsRolling.folder)+string(filepath.Separator)) {
+				t.Errorf("%s gave up on %s: %s; an outage must only delay it", o.plugin, env.Payload.File, d.Error)
+			}
 		}
 		lines = append(lines, fmt.Sprintf("%s: %d files, %d references present, %d manifest versions in order; since the restart %v events retried, %v files repaired by backfill",
 			o.bucket, len(r.diskFiles(o)), refs, versions, retried, repairs))
 	}
 	r.svc.Stop()
-	os.WriteFile("/tmp/faults-emsflow.log", []byte(r.svc.Log()), 0o644) // TEMP
 	t.Logf("events: %+v; %d files written while emsflow was down, %d during the S3 outage; all mirrored:\n%s",
 		st, whileDown, duringOutage, strings.Join(lines, "\n"))
 }
