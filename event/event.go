@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Event is one EMS notification.
@@ -73,7 +74,7 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return nil, errors.New("event is not a JSON object")
 	}
-	if !json.Valid(data) {
+	if !valid(data) {
 		// Let the standard decoder describe the problem.
 		var v any
 		return nil, fmt.Errorf("decode event: %w", json.Unmarshal(data, &v))
@@ -153,8 +154,8 @@ func envelopeEvent(data []byte, env *envelope) (*Event, error) {
 	if env.Type == nil {
 		return nil, ErrNoType
 	}
-	var typ string
-	if err := json.Unmarshal(*env.Type, &typ); err != nil {
+	typ, ok := jsonString(*env.Type)
+	if !ok {
 		return nil, fmt.Errorf("event type is not a string")
 	}
 	typ = strings.TrimSpace(typ)
@@ -219,13 +220,23 @@ func optionalUint(raw json.RawMessage) (uint64, error) {
 		return 0, nil
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, err
+		s, ok := jsonString(raw)
+		if !ok {
+			return 0, errors.New("not a JSON string")
 		}
 		raw = []byte(s)
 	}
 	return parseUint(json.Number(raw))
+}
+
+// jsonString decodes the JSON string raw as encoding/json does, without reflection when it has
+// no escapes (the usual case). ok is false when raw is not a JSON string.
+func jsonString(raw []byte) (s string, ok bool) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' &&
+		bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) && stringEnd(raw, 0) == n {
+		return string(raw[1 : n-1]), true
+	}
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // MarshalJSON encodes the event in EMS's envelope. When the event was decoded from the wire,

@@ -147,12 +147,9 @@ func (l *EventLog) Handle(ctx context.Context, ev *event.Event) error {
 		return plugins.Permanent(fmt.Errorf("encode event: %w", err))
 	}
 	if bytes.ContainsAny(line, "\r\n") {
-		// Raw newlines in JSON can only be whitespace between tokens.
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, line); err != nil {
-			return plugins.Permanent(fmt.Errorf("compact event: %w", err))
-		}
-		line = buf.Bytes()
+		// Raw newlines in JSON can only be whitespace between tokens (the event was decoded,
+		// so it is valid JSON).
+		line = event.AppendCompact(make([]byte, 0, len(line)+1), line)
 	}
 	line = append(slices.Clip(line), '\n')
 	key := ev.Key()

@@ -1,0 +1,103 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// validSeeds are inputs at the edges of the JSON grammar.
+var validSeeds = []string{
+	``, ` `, `{}`, `[]`, `[ ]`, `{ }`, `{"a":1}`, `{"a":1,}`, `[1,]`, `[,1]`, `{"a" 1}`, `{1:1}`,
+	`"x"`, `"\u00e9"`, `"\u00g9"`, `"\x"`, "\"\t\"", "\"\x7f\"", "\"\xff\"", `"abc`, `"\"`,
+	`0`, `-0`, `01`, `-`, `1.`, `1.5`, `.5`, `1e`, `1e+`, `1E-7`, `1e5.5`, `-1.5e+10`,
+	`true`, `tru`, `truex`, `false`, `null`, `nul`, `nullnull`, `1 2`, `{} {}`, `[[[]]]`, `[[[]]`,
+	`{"a":{"b":[1,{"c":null}]}}`, `{"a":"}"}`, "\r\n{\t\"a\" : [ 1 , 2 ] }\n", `{"a":1}x`,
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+}
+
+func addFixtures(f *testing.F) {
+	files, _ := filepath.Glob("../webhook/testdata/*.json")
+	for _, fn := range files {
+		if b, err := os.ReadFile(fn); err == nil {
+			f.Add(b)
+		}
+	}
+	for _, s := range validSeeds {
+		f.Add([]byte(s))
+	}
+}
+
+func TestValidAgreesOnSeeds(t *testing.T) {
+	for _, s := range validSeeds {
+		if got, want := valid([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("valid(%.40q) = %v, encoding/json says %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidAgrees(f *testing.F) {
+	addFixtures(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := valid(data), json.Valid(data); got != want {
+			t.Fatalf("valid(%q) = %v, encoding/json says %v", data, got, want)
+		}
+	})
+}
+
+func FuzzAppendCompactAgrees(f *testing.F) {
+	addFixtures(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, data); err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendCompact([]byte("prefix"), data); string(got) != "prefix"+want.String() {
+			t.Fatalf("AppendCompact(%q) = %q, encoding/json says %q", data, got[6:], want.String())
+		}
+	})
+}
+
+func BenchmarkValid(b *testing.B) {
+	data, err := os.ReadFile("../webhook/testdata/inStreamCreated.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if !json.Valid(data) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("event", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if !valid(data) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+}
+
+func FuzzJSONStringAgrees(f *testing.F) {
+	for _, s := range []string{`"x"`, `"a\"b"`, `"\u00e9"`, "\"\xff\"", "\"\t\"", `"abc`, `12`, `""`, `"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var want string
+		werr := json.Unmarshal(raw, &want)
+		got, ok := jsonString(raw)
+		if ok != (werr == nil) || got != want {
+			t.Fatalf("jsonString(%q) = %q, %v; encoding/json: %q, %v", raw, got, ok, want, werr)
+		}
+	})
+}
