@@ -117,7 +117,15 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 			cd = val
 		}
 	})
-	if cd != nil {
+	if cd == nil {
+		return ev, nil
+	}
+	// The usual values, null and a plain string, without a decoder.
+	if bytes.Equal(cd, []byte("null")) {
+		ev.Payload["customData"] = nil
+	} else if s, ok := jsonString(cd); ok {
+		ev.Payload["customData"] = s
+	} else {
 		dec := json.NewDecoder(bytes.NewReader(cd))
 		dec.UseNumber()
 		var v any

@@ -37,13 +37,13 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -281,7 +281,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBodyBytes))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	buf := getBodyBuffer()
+	defer putBodyBuffer(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body := buf.Bytes() // decoding copies what it keeps (Event.Raw)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -336,7 +339,30 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				Str(logfield.EMS, ev.EMS).Msg("event accepted")
 		}
 	}
+	if len(evs) == 1 {
+		writeBody(w, http.StatusOK, acceptedOne)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(evs)})
+}
+
+// acceptedOne is the answer to a POST of one event, written for every event EMS sends.
+var acceptedOne = []byte(`{"accepted":1}` + "\n")
+
+// bodyBuffers recycles request body buffers: the decoder copies what it keeps, so a buffer is
+// free again once the request is answered. Buffers grown by a large batch are dropped.
+var bodyBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 8<<10)) }}
+
+const maxPooledBody = 64 << 10
+
+func getBodyBuffer() *bytes.Buffer { return bodyBuffers.Get().(*bytes.Buffer) }
+
+func putBodyBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBody {
+		return
+	}
+	b.Reset()
+	bodyBuffers.Put(b)
 }
 
 // requireToken answers 401 to requests without the auth token (when one is configured).
@@ -431,11 +457,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"encode answer"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	writeBody(w, status, append(b, '\n'))
 }
+
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["X-Content-Type-Options"] = noSniff
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// Header values shared by every answer (net/http only reads them).
+var (
+	contentTypeJSON = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": oneLine(msg)})
