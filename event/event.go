@@ -81,20 +81,20 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 	}
 	var env envelope
 	var payload []byte
-	if err := topLevel(data, func(key string, val []byte) {
+	if err := topLevel(data, func(key []byte, val []byte) {
 		// encoding/json matches field names case-insensitively, so Decode does too; keep the
 		// two decoders in agreement (the last of duplicate members wins in both).
-		switch strings.ToLower(key) {
-		case "type":
+		switch {
+		case bytes.EqualFold(key, keyType):
 			raw := json.RawMessage(val)
 			env.Type = &raw
-		case "id":
+		case bytes.EqualFold(key, keyID):
 			env.ID = val
-		case "timestamp":
+		case bytes.EqualFold(key, keyTimestamp):
 			env.Timestamp = val
-		case "processid":
+		case bytes.EqualFold(key, keyProcessID):
 			env.ProcessID = val
-		case "payload":
+		case bytes.EqualFold(key, keyPayload):
 			payload = val
 		}
 	}); err != nil {
@@ -112,11 +112,15 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 		return nil, errors.New("event payload is not a JSON object")
 	}
 	var cd []byte
-	_ = topLevel(payload, func(key string, val []byte) {
-		if key == "customData" {
-			cd = val
-		}
-	})
+	// Most events have no customData: skip the walk unless the name, or an escape that could
+	// spell it, is there.
+	if bytes.Contains(payload, keyCustomData) || bytes.Contains(payload, []byte(`\u`)) {
+		_ = topLevel(payload, func(key []byte, val []byte) {
+			if string(key) == "customData" {
+				cd = val
+			}
+		})
+	}
 	if cd == nil {
 		return ev, nil
 	}
@@ -136,6 +140,16 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 	}
 	return ev, nil
 }
+
+// Member names DecodeEnvelope looks for.
+var (
+	keyType       = []byte("type")
+	keyID         = []byte("id")
+	keyTimestamp  = []byte("timestamp")
+	keyProcessID  = []byte("processId")
+	keyPayload    = []byte("payload")
+	keyCustomData = []byte("customData")
+)
 
 type envelope struct {
 	Type      *json.RawMessage `json:"type"`

@@ -18,7 +18,7 @@ func FuzzDecodeEnvelopeAgrees(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"x"}`, `{"TYPE":"a","type":"b"}`, `{"type":"x","payload":{"customData":{"a":[1,"}"]}}}`,
 		`{"type":"x","payload":"s"}`, `{"type":"x","id":"12"}`, `{"type":"\u0078","payload":{"customData":null}}`,
-		` {"type" : "x" , "payload" : { "customData" : 1.5e3 } } `, `{"type":"x","payload":{"customData":1,"customData":"b"}}`,
+		` {"type" : "x" , "payload" : { "customData" : 1.5e3 } } `, `{"type":"x","payload":{"customData":1,"customData":"b"}}`, `{"type":"x","payload":{"custom\u0044ata":"e"}}`,
 	} {
 		f.Add([]byte(s))
 	}

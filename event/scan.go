@@ -10,7 +10,7 @@ import (
 // topLevel calls fn with the key and raw value of each member of the JSON object data, which
 // must already be valid JSON (json.Valid). Keys with escapes are unquoted; values are returned
 // as they appear, surrounding spaces trimmed.
-func topLevel(data []byte, fn func(key string, val []byte)) error {
+func topLevel(data []byte, fn func(key []byte, val []byte)) error {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return errors.New("not a JSON object")
@@ -40,15 +40,17 @@ func topLevel(data []byte, fn func(key string, val []byte)) error {
 	return nil
 }
 
-func unquote(s []byte) (string, error) {
+// unquote returns the content of the JSON string s: a subslice when it has no escapes, else
+// the decoded bytes.
+func unquote(s []byte) ([]byte, error) {
 	if bytes.IndexByte(s, '\\') < 0 {
-		return string(s[1 : len(s)-1]), nil
+		return s[1 : len(s)-1], nil
 	}
 	var k string
 	if err := json.Unmarshal(s, &k); err != nil {
-		return "", fmt.Errorf("object key: %w", err)
+		return nil, fmt.Errorf("object key: %w", err)
 	}
-	return k, nil
+	return []byte(k), nil
 }
 
 func skipSpace(data []byte, i int) int {
