@@ -40,10 +40,12 @@ type candidate struct {
 	order int // 0 segments, 1 HDS bootstraps, 2 child playlists, 3 master playlists
 }
 
-// Reconcile uploads the files under the media roots that the bucket lacks or holds with another
-// size: files written while emsflow was down, or whose events were lost. Segments go first,
-// then child playlists, then masters, each playlist after what it references. Files modified
-// within backfill_min_age are left to their events.
+// Reconcile uploads the files under the media roots that the bucket lacks or holds in another
+// version: files written while emsflow was down, or whose events were lost. A segment's version
+// is its size; a playlist's is its size and modification time (recorded with the object), since
+// EMS rewrites playlists in place, often at the same size. Segments go first, then child
+// playlists, then masters, each playlist after what it references. Files modified within
+// backfill_min_age are left to their events.
 func (u *Uploader) Reconcile(ctx context.Context) error {
 	if u.api == nil {
 		return errors.New("s3 upload: Reconcile before Start")
@@ -69,23 +71,16 @@ func (u *Uploader) Reconcile(ctx context.Context) error {
 			if c.order != order {
 				continue
 			}
-			if size, ok := listed[c.key]; ok && size == c.info.Size() {
+			size, listedAs := listed[c.key]
+			sameSize := listedAs && size == c.info.Size()
+			if sameSize && order == 0 {
 				u.cache.put(c.key, stateOf(c.info))
 				continue
 			}
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				var err error
-				if order == 0 {
-					if u.kind == KindRecord {
-						_, err = u.uploadRecording(ctx, c.path, false)
-					} else {
-						_, err = u.uploadFile(ctx, c.path, c.key)
-					}
-				} else {
-					_, err = u.uploadPlaylist(ctx, ref{path: c.path, key: c.key}, 0)
-				}
+				err := u.backfill(ctx, c, sameSize)
 				if err != nil && !errors.Is(err, errIncomplete) && !errors.Is(err, fs.ErrNotExist) {
 					mu.Lock()
 					errs = append(errs, err)
@@ -98,7 +93,7 @@ func (u *Uploader) Reconcile(ctx context.Context) error {
 	n := repairs.Load()
 	u.m.repairs.Add(float64(n))
 	if n > 0 {
-		u.log.Info().Int64(logfield.Count, n).Msg("backfill uploaded files the bucket lacked")
+		u.log.Info().Int64(logfield.Count, n).Msg("backfill uploaded files the bucket lacked or held stale")
 	}
 	if len(errs) > 10 {
 		errs = append(errs[:10], fmt.Errorf("and %d more", len(errs)-10))
@@ -107,6 +102,28 @@ func (u *Uploader) Reconcile(ctx context.Context) error {
 		return fmt.Errorf("backfill: %w", err)
 	}
 	return nil
+}
+
+// backfill uploads one candidate. sameSize says the bucket lists an object of the file's size:
+// enough for a segment, written once, but not for a playlist, which EMS rewrites in place and
+// often at the same size (a rolling window moving on, an HDS bootstrap's open run growing); the
+// mtime recorded with the object tells whether the bucket holds this version.
+func (u *Uploader) backfill(ctx context.Context, c candidate, sameSize bool) error {
+	if sameSize {
+		if same, err := u.unchanged(ctx, c.key, stateOf(c.info)); err != nil || same {
+			return err
+		}
+	}
+	var err error
+	switch {
+	case c.order > 0:
+		_, err = u.uploadPlaylist(ctx, ref{path: c.path, key: c.key}, 0)
+	case u.kind == KindRecord:
+		_, err = u.uploadRecording(ctx, c.path, false)
+	default:
+		_, err = u.uploadFile(ctx, c.path, c.key)
+	}
+	return err
 }
 
 // listBucket returns the size of every object under the prefix.

@@ -164,6 +164,17 @@ func (r *roots) openFile(emsPath string) (*os.File, fs.FileInfo, error) {
 	return f, info, nil
 }
 
+// rootPresent reports whether the media root of emsPath exists now as a folder. A file missing
+// under a present root was deleted; under an absent one (an unmounted share) it may come back.
+func (r *roots) rootPresent(emsPath string) bool {
+	dir, _, err := r.locate(emsPath)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
+}
+
 // stat returns the file's info through the same checks as openFile.
 func (r *roots) stat(emsPath string) (fs.FileInfo, error) {
 	f, info, err := r.openFile(emsPath)

@@ -6,6 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// reasonDeletedBeforeUpload is the lost counter's reason for a file EMS deleted before it could be
+// uploaded.
+const reasonDeletedBeforeUpload = "deleted_before_upload"
+
 // metrics are one plugin instance's collectors. The registerer handed to the plugin already
 // attaches the instance's "plugin" label.
 type metrics struct {
@@ -18,6 +22,7 @@ type metrics struct {
 	eventToObject prometheus.Histogram
 	backlog       prometheus.Gauge
 	repairs       prometheus.Counter
+	lost          *prometheus.CounterVec // by reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,14 +54,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "emsflow_s3upload_backlog", Help: "Files waiting for or in upload.",
 		}),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "emsflow_s3upload_backfill_repairs_total", Help: "Files uploaded by backfill because the bucket lacked them or had a different size.",
+			Name: "emsflow_s3upload_backfill_repairs_total", Help: "Files uploaded by backfill because the bucket lacked them or held another version.",
 		}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emsflow_s3upload_lost_files_total", Help: "Files that never reached the bucket and never will, by reason (deleted_before_upload: EMS deleted the file before it could be uploaded).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.bytes, m.objects, m.unchanged, m.deleted, m.refused, m.uploadSeconds, m.eventToObject, m.backlog, m.repairs} {
+	for _, c := range []prometheus.Collector{m.bytes, m.objects, m.unchanged, m.deleted, m.refused, m.uploadSeconds, m.eventToObject, m.backlog, m.repairs, m.lost} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

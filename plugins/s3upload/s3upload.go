@@ -225,7 +225,7 @@ func (u *Uploader) Handle(ctx context.Context, ev *event.Event) error {
 		if err := needFile(); err != nil {
 			return err
 		}
-		uploaded, err = u.uploadFile(ctx, file, tailKey(u.cfg.Prefix, file, tailSegment))
+		uploaded, err = u.uploadChunk(ctx, file, tailKey(u.cfg.Prefix, file, tailSegment))
 		if err == nil && ev.Type == event.HDSChunkClosed {
 			err = u.uploadBootstrapOf(ctx, file)
 		}
@@ -233,7 +233,7 @@ func (u *Uploader) Handle(ctx context.Context, ev *event.Event) error {
 		if err := needFile(); err != nil {
 			return err
 		}
-		uploaded, err = u.uploadFile(ctx, file, tailKey(u.cfg.Prefix, file, tailDASH))
+		uploaded, err = u.uploadChunk(ctx, file, tailKey(u.cfg.Prefix, file, tailDASH))
 	case event.HLSChildPlaylistUpdated, event.HDSChildPlaylistUpdated:
 		if err := needFile(); err != nil {
 			return err

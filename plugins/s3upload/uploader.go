@@ -206,6 +206,27 @@ func (u *Uploader) uploadFile(ctx context.Context, emsPath, key string) (bool, e
 	return true, u.store(ctx, key, f, st, kind, class)
 }
 
+// uploadChunk stores a closed chunk (segment or fragment). Its event can come after EMS deleted
+// the file: a rolling playlist moves past a chunk while its event waits for an S3 outage to end.
+// The chunk is then done when the bucket has it, and lost for good when it does not: the error is
+// permanent, since no retry brings the file back.
+func (u *Uploader) uploadChunk(ctx context.Context, emsPath, key string) (bool, error) {
+	uploaded, err := u.uploadFile(ctx, emsPath, key)
+	if !errors.Is(err, fs.ErrNotExist) || !u.roots.rootPresent(emsPath) {
+		return uploaded, err
+	}
+	ok, herr := u.exists(ctx, key)
+	switch {
+	case herr != nil:
+		return false, herr
+	case ok:
+		u.m.unchanged.Inc()
+		return false, nil
+	}
+	u.m.lost.WithLabelValues(reasonDeletedBeforeUpload).Inc()
+	return false, plugins.Permanent(fmt.Errorf("upload %s: deleted before it could be uploaded: %w", emsPath, err))
+}
+
 // store uploads body (size st.size) with transfermanager and records it.
 func (u *Uploader) store(ctx context.Context, key string, body io.Reader, st fileState, kind fileKind, class string) error {
 	u.m.backlog.Inc()
