@@ -30,7 +30,7 @@ func BenchmarkAppend(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			ev, err := event.Decode(body)
+			ev, err := event.DecodeEnvelope(body) // as the webhook decodes
 			if err != nil {
 				b.Fatal(err)
 			}

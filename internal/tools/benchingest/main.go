@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
@@ -126,14 +127,20 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return fmt.Errorf("emsflow: %w", err)
 	}
 	rss := peakRSS(ems.Process.Pid)
-	stored := journaled(emsAddr)
+	accepted := metric(emsAddr, accRe)
+	settleEventLog(emsAddr, 2*time.Minute)
+	lines, distinct := countLines(filepath.Join(tmp, "events.jsonl*"))
 	fmt.Printf("%-22s %12s %10s %10s %8s\n", "target", "events/s", "p50", "p99", "non-2xx")
 	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx)
 	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "emsflow (durable)", e.rps, e.p50, e.p99, e.non2xx)
 	fmt.Printf("ratio emsflow/bare: %.2f (target >= 0.5)\n", e.rps/b.rps)
 	fmt.Printf("emsflow p99: %s (target <= 10ms)\n", e.p99)
 	fmt.Printf("emsflow peak RSS: %.1f MB (target <= 80 MB)\n", float64(rss)/1e6)
-	fmt.Printf("emsflow accepted: %s\n", stored)
+	fmt.Printf("emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct\n",
+		accepted, e.requests, lines, distinct)
+	if distinct != lines {
+		return fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
+	}
 	return nil
 }
 
@@ -141,14 +148,22 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 func luaScript(body string) string {
 	body = strings.TrimSpace(body)
 	body = regexp.MustCompile(`"id":\s*\d+`).ReplaceAllString(body, `"id":__ID__`)
+	// wrk runs one Lua state per thread: the thread number set in setup() keeps the ids of two
+	// threads apart (with only a per-thread counter, or math.random's shared default seed, both
+	// threads send the same ids, and half the load is dedupe hits instead of stored events).
 	return fmt.Sprintf(`
 local template = [==[%s]==]
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
-  local id = tostring(counter) .. tostring(math.random(1, 1000000000))
+  local id = string.format("%%d%%012d", tid, counter)
   local b = string.gsub(template, "__ID__", id)
   return wrk.format(nil, nil, nil, b)
 end
@@ -163,6 +178,7 @@ var (
 	cpuRe  = regexp.MustCompile(`^processor`)
 	hwmRe  = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
 	accRe  = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
+	handRe = regexp.MustCompile(`emsflow_plugin_handled_total\{plugin="EventLog"\} (\S+)`)
 	unitNS = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
 )
 
@@ -213,17 +229,53 @@ func peakRSS(pid int) int64 {
 	return kb * 1024
 }
 
-func journaled(addr string) string {
+// metric returns the sum of the samples of one metric, as text.
+func metric(addr string, re *regexp.Regexp) string {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return "?"
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if m := accRe.FindSubmatch(b); m != nil {
-		return string(m[1]) + " events journaled"
+	var sum float64
+	for _, m := range re.FindAllSubmatch(b, -1) {
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		sum += v
 	}
-	return "?"
+	return strconv.FormatFloat(sum, 'f', 0, 64)
+}
+
+// settleEventLog waits until EventLog has handled as many events as the webhook accepted (the
+// ids are distinct, so every accepted event is stored and handled once), so its file is whole.
+func settleEventLog(addr string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if acc, done := metric(addr, accRe), metric(addr, handRe); acc != "?" && acc == done {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "EventLog has not handled every accepted event after %s\n", limit)
+}
+
+// countLines counts the lines of the files matching pattern, and the distinct ones (by hash).
+func countLines(pattern string) (lines, distinct int) {
+	files, _ := filepath.Glob(pattern)
+	seen := map[[32]byte]struct{}{}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines++
+			seen[sha256.Sum256(sc.Bytes())] = struct{}{}
+		}
+		fh.Close()
+	}
+	return lines, len(seen)
 }
 
 func numCPU() int {
