@@ -74,14 +74,9 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return nil, errors.New("event is not a JSON object")
 	}
-	if !valid(data) {
-		// Let the standard decoder describe the problem.
-		var v any
-		return nil, fmt.Errorf("decode event: %w", json.Unmarshal(data, &v))
-	}
 	var env envelope
 	var payload []byte
-	if err := topLevel(data, func(key []byte, val []byte) {
+	if !validate(data, func(key []byte, val []byte) {
 		// encoding/json matches field names case-insensitively, so Decode does too; keep the
 		// two decoders in agreement (the last of duplicate members wins in both).
 		switch {
@@ -97,8 +92,10 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 		case bytes.EqualFold(key, keyPayload):
 			payload = val
 		}
-	}); err != nil {
-		return nil, fmt.Errorf("decode event: %w", err)
+	}) {
+		// Let the standard decoder describe the problem.
+		var v any
+		return nil, fmt.Errorf("decode event: %w", json.Unmarshal(data, &v))
 	}
 	ev, err := envelopeEvent(data, &env)
 	if err != nil {

@@ -6,9 +6,17 @@ package event
 //
 // As encoding/json does, it accepts invalid UTF-8 inside strings and refuses nesting deeper than
 // 10000.
-func valid(data []byte) bool {
-	// stack holds, per open container, '{' or '['; inObject says what the innermost one is.
+func valid(data []byte) bool { return validate(data, nil) }
+
+// validate is valid that also, when data is an object and member is not nil, calls member with
+// the name (unquoted) and the raw value of each of its top-level members, in order, as it
+// passes them: the envelope is read in the same pass that checks the JSON. When validate
+// returns false, the calls made so far are meaningless.
+func validate(data []byte, member func(key, val []byte)) bool {
+	// stack holds, per open container, '{' or '['.
 	var stack []byte
+	var key []byte // the top-level member's name, and where its value starts
+	valStart := 0
 	i := skipSpace(data, 0)
 	for {
 		// A value starts at data[i].
@@ -28,8 +36,12 @@ func valid(data []byte) bool {
 				break
 			}
 			if c == '{' {
+				ks := i
 				if i = objectKey(data, i); i < 0 {
 					return false
+				}
+				if member != nil && len(stack) == 1 {
+					key, valStart = data[ks:stringEnd(data, ks)], i
 				}
 			}
 			continue
@@ -58,6 +70,14 @@ func valid(data []byte) bool {
 		}
 		// After a value: close containers or move to the next element.
 		for {
+			if member != nil && len(stack) == 1 && stack[0] == '{' {
+				// A value of the root object ends here.
+				name, err := unquote(key)
+				if err != nil {
+					return false
+				}
+				member(name, data[valStart:i])
+			}
 			i = skipSpace(data, i)
 			if len(stack) == 0 {
 				return i == len(data)
@@ -69,15 +89,19 @@ func valid(data []byte) bool {
 			if data[i] == open+2 {
 				stack = stack[:len(stack)-1]
 				i++
-				continue
+				continue // the closed container is a value too
 			}
 			if data[i] != ',' {
 				return false
 			}
 			i = skipSpace(data, i+1)
 			if open == '{' {
+				ks := i
 				if i = objectKey(data, i); i < 0 {
 					return false
+				}
+				if member != nil && len(stack) == 1 {
+					key, valStart = data[ks:stringEnd(data, ks)], i
 				}
 			}
 			break

@@ -101,3 +101,29 @@ func FuzzJSONStringAgrees(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateMembers: the members validate reports while checking are those topLevel finds in
+// the checked object, in order.
+func FuzzValidateMembers(f *testing.F) {
+	addFixtures(f)
+	f.Add([]byte(`{"a":{},"b":[],"c":{"d":[1,{}]},"e":"}","f":1}`))
+	f.Add([]byte(`{"a\u0062":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got []string
+		ok := validate(data, func(k, v []byte) { got = append(got, string(k)+"="+string(v)) })
+		if ok != json.Valid(data) {
+			t.Fatalf("validate(%q) = %v", data, ok)
+		}
+		trimmed := bytes.TrimSpace(data)
+		if !ok || len(trimmed) == 0 || trimmed[0] != '{' {
+			return
+		}
+		var want []string
+		if err := topLevel(data, func(k, v []byte) { want = append(want, string(k)+"="+string(v)) }); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("members of %q: validate %q, topLevel %q", data, got, want)
+		}
+	})
+}
