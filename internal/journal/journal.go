@@ -8,12 +8,13 @@
 package journal
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -45,8 +46,6 @@ const (
 
 // otherToken is the subject token for event types that are not safe subject tokens.
 const otherToken = "_other"
-
-var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Config configures the journal.
 type Config struct {
@@ -199,10 +198,17 @@ func TypeFilter(typ string) string { return SubjectPrefix + ".*." + Token(typ) }
 // Token maps a name to a subject token: names made of letters, digits, "_" and "-" are kept,
 // anything else (an unknown event type with a dot or space in it) becomes "_other".
 func Token(s string) string {
-	if tokenRe.MatchString(s) {
-		return s
+	if s == "" {
+		return otherToken
 	}
-	return otherToken
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return otherToken
+		}
+	}
+	return s
 }
 
 // Append stores events durably and returns once the server acknowledged every one. A duplicate
@@ -210,15 +216,14 @@ func Token(s string) string {
 func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
 	received := time.Now().UTC().Format(time.RFC3339Nano)
 	if len(evs) == 1 {
-		_, err := j.js.PublishMsg(ctx, j.message(evs[0], received), jetstream.WithMsgID(evs[0].Key()))
-		if err != nil {
+		if err := j.publish(ctx, j.message(evs[0], received)); err != nil {
 			return fmt.Errorf("journal %s: %w", evs[0].Type, err)
 		}
 		return nil
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for _, ev := range evs {
-		f, err := j.js.PublishMsgAsync(j.message(ev, received), jetstream.WithMsgID(ev.Key()))
+		f, err := j.js.PublishMsgAsync(j.message(ev, received))
 		if err != nil {
 			return fmt.Errorf("journal %s: %w", ev.Type, err)
 		}
@@ -236,16 +241,66 @@ func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
 	return nil
 }
 
+// message is the journal message of an event, its dedupe key as the JetStream message id.
 func (j *Journal) message(ev *event.Event, received string) *nats.Msg {
-	m := nats.NewMsg(Subject(ev.EMS, ev.Type))
 	data := []byte(ev.Raw)
 	if len(data) == 0 {
 		data, _ = ev.MarshalJSON()
 	}
-	m.Data = data
-	m.Header.Set(HeaderEMS, ev.EMS)
-	m.Header.Set(HeaderReceived, received)
-	return m
+	return &nats.Msg{
+		Subject: Subject(ev.EMS, ev.Type),
+		Data:    data,
+		Header: nats.Header{
+			HeaderEMS:             {ev.EMS},
+			HeaderReceived:        {received},
+			jetstream.MsgIDHeader: {ev.Key()},
+		},
+	}
+}
+
+// publish stores one message and waits for the server's acknowledgement, as jetstream's
+// PublishMsg does (a request retried twice, 250 ms apart, while no stream answers, as during a
+// cluster leader change), but reads the usual acknowledgement without reflection: the journal
+// makes one per event.
+func (j *Journal) publish(ctx context.Context, m *nats.Msg) error {
+	resp, err := j.nc.RequestMsgWithContext(ctx, m)
+	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 2; try++ {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no stream answered: %w", context.Cause(ctx))
+		case <-time.After(250 * time.Millisecond):
+		}
+		resp, err = j.nc.RequestMsgWithContext(ctx, m)
+	}
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("no stream answered on %s: %w", m.Subject, err)
+		}
+		return err
+	}
+	return parseAck(resp.Data)
+}
+
+// parseAck checks a JetStream publish acknowledgement: {"stream":"S","seq":N[,...]} stores the
+// message (or found it a duplicate), {"error":{...}} does not.
+func parseAck(b []byte) error {
+	if bytes.HasPrefix(b, []byte(`{"stream":"`)) && !bytes.Contains(b, []byte(`"error"`)) {
+		return nil
+	}
+	var ack struct {
+		Error  *jetstream.APIError `json:"error"`
+		Stream string              `json:"stream"`
+	}
+	if err := json.Unmarshal(b, &ack); err != nil {
+		return fmt.Errorf("read publish acknowledgement %q: %w", b, err)
+	}
+	if ack.Error != nil {
+		return fmt.Errorf("nats: %w", ack.Error)
+	}
+	if ack.Stream == "" {
+		return fmt.Errorf("publish acknowledgement names no stream: %q", b)
+	}
+	return nil
 }
 
 // DecodeMsg turns a journaled message back into an event.

@@ -1,0 +1,112 @@
+package journal
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/emsflow/emsflow/event"
+)
+
+func TestToken(t *testing.T) {
+	tests := map[string]string{
+		"inStreamCreated": "inStreamCreated",
+		"ems-1_B":         "ems-1_B",
+		"":                otherToken,
+		"a.b":             otherToken,
+		"a b":             otherToken,
+		"a*":              otherToken,
+		">":               otherToken,
+		"évent":           otherToken,
+	}
+	for in, want := range tests {
+		if got := Token(in); got != want {
+			t.Errorf("Token(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseAck(t *testing.T) {
+	tests := []struct {
+		ack     string
+		wantErr string // empty: stored
+	}{
+		{`{"stream":"EMS_EVENTS","seq":12}`, ""},
+		{`{"stream":"EMS_EVENTS","seq":12,"duplicate":true}`, ""},
+		{`{"stream":"EMS_EVENTS","domain":"hub","seq":3}`, ""},
+		{` {"seq":3,"stream":"EMS_EVENTS"}`, ""},
+		{`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"EMS_EVENTS","seq":0}`, "maximum messages exceeded"},
+		{`{"stream":"EMS_EVENTS","error":{"code":400,"description":"bad"}}`, "bad"},
+		{`{"seq":3}`, "names no stream"},
+		{`not json`, "read publish acknowledgement"},
+		{``, "read publish acknowledgement"},
+	}
+	for _, tt := range tests {
+		err := parseAck([]byte(tt.ack))
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("parseAck(%s) = %v, want nil", tt.ack, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("parseAck(%s) = %v, want an error with %q", tt.ack, err, tt.wantErr)
+		}
+	}
+}
+
+// TestAppendThroughServer: an event is stored once however often it is appended, a message the
+// stream refuses comes back as the server's error, and a subject no stream takes fails after
+// the retries instead of hanging.
+func TestAppendThroughServer(t *testing.T) {
+	j, err := Open(t.Context(), Config{DataDir: t.TempDir(), DedupeWindow: time.Minute}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	body, err := os.ReadFile("../../webhook/testdata/inStreamCreated.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.DecodeEnvelope(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.EMS = "ems1"
+	for range 3 {
+		if err := j.Append(t.Context(), []*event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := j.Stream().Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages after three appends of one event, want 1", info.State.Msgs)
+	}
+	got, err := j.Stream().GetLastMsgForSubject(t.Context(), Subject("ems1", event.InStreamCreated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data) != string(ev.Raw) || got.Header.Get(HeaderEMS) != "ems1" || got.Header.Get("Nats-Msg-Id") != ev.Key() {
+		t.Errorf("stored message: headers %v, body equal %v", got.Header, string(got.Data) == string(ev.Raw))
+	}
+
+	cfg := info.Config
+	cfg.MaxMsgSize = 100
+	if _, err := j.JetStream().UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ev2 := *ev
+	ev2.EMS = "ems2"
+	if err := j.Append(t.Context(), []*event.Event{&ev2}); err == nil || !strings.Contains(err.Error(), "maximum") {
+		t.Errorf("append over the stream's message size = %v, want the server's refusal", err)
+	}
+
+	err = j.publish(t.Context(), &nats.Msg{Subject: "nostream.x", Data: []byte("{}")})
+	if err == nil || !strings.Contains(err.Error(), "no stream answered") {
+		t.Errorf("publish to a subject no stream takes = %v, want 'no stream answered'", err)
+	}
+}
