@@ -57,8 +57,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/xid"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/logfield"
@@ -204,22 +204,10 @@ func (s *Server) Addr() string {
 
 func (s *Server) routes(gatherer prometheus.Gatherer) http.Handler {
 	r := chi.NewRouter()
-	r.Use(
-		hlog.NewHandler(s.log),
-		hlog.RequestIDHandler(requestIDField, "X-Request-Id"),
-		hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
-			// The path only: the query string may carry the auth token.
-			hlog.FromRequest(r).Debug().
-				Str("method", r.Method).
-				Str(logfield.Path, r.URL.Path).
-				Str(logfield.Peer, r.RemoteAddr).
-				Int(logfield.Status, status).
-				Int("size", size).
-				Dur(logfield.Duration, d).
-				Msg("http request")
-		}),
-		s.recoverer,
-	)
+	r.Use(s.requestID, s.recoverer)
+	if s.log.GetLevel() <= zerolog.DebugLevel {
+		r.Use(s.accessLog)
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path: "+r.URL.Path)
 	})
@@ -316,7 +304,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if unattributed > 0 {
 		s.metrics.unattributed.Add(float64(unattributed))
-		hlog.FromRequest(r).Warn().Str(logfield.Peer, r.RemoteAddr).Str(logfield.Path, r.URL.Path).
+		s.requestLog(w, r).Warn().Str(logfield.Peer, r.RemoteAddr).Str(logfield.Path, r.URL.Path).
 			Int(logfield.Count, unattributed).Str(logfield.EMS, s.attr.def).
 			Msg("events match no configured ems; attributed to the default")
 	}
@@ -326,17 +314,18 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.AppendTimeout)
 	defer cancel()
 	if err := s.journal.Append(ctx, evs); err != nil {
-		hlog.FromRequest(r).Error().Err(err).Int(logfield.Count, len(evs)).Str(logfield.EventType, evs[0].Type).
+		s.requestLog(w, r).Error().Err(err).Int(logfield.Count, len(evs)).Str(logfield.EventType, evs[0].Type).
 			Msg("journal append; answering 503")
 		w.Header().Set("Retry-After", "1")
 		s.reject(w, r, http.StatusServiceUnavailable, ReasonJournalUnavailable, "journal unavailable, events not stored")
 		return
 	}
+	debug := s.log.GetLevel() <= zerolog.DebugLevel
 	for _, ev := range evs {
 		s.metrics.accepted.WithLabelValues(ev.EMS).Inc()
-		if e := hlog.FromRequest(r).Debug(); e.Enabled() {
-			e.Str(logfield.EventType, ev.Type).Uint64(logfield.EventID, ev.ID).Str(logfield.EventKey, ev.Key()).
-				Str(logfield.EMS, ev.EMS).Msg("event accepted")
+		if debug {
+			s.requestLog(w, r).Debug().Str(logfield.EventType, ev.Type).Uint64(logfield.EventID, ev.ID).
+				Str(logfield.EventKey, ev.Key()).Str(logfield.EMS, ev.EMS).Msg("event accepted")
 		}
 	}
 	if len(evs) == 1 {
@@ -403,9 +392,9 @@ func (s *Server) authorized(r *http.Request) bool {
 // reject counts, logs and answers an event request that is refused.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
-	e := hlog.FromRequest(r).Warn()
+	e := s.requestLog(w, r).Warn()
 	if status >= 500 {
-		e = hlog.FromRequest(r).Error()
+		e = s.requestLog(w, r).Error()
 	}
 	if reason == ReasonUnauthorized {
 		e = e.Bool(logfield.Security, true)
@@ -431,6 +420,42 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 	})
 }
 
+// requestHeaderID is the header that carries the request ID on every answer.
+const requestHeaderID = "X-Request-Id"
+
+// requestID gives every answer an X-Request-Id, which the request's log lines carry too
+// (requestLog). The logger is built only when a line is written: most requests write none.
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()[requestHeaderID] = []string{xid.New().String()}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requestLog is the logger for lines about request r, answered on w.
+func (s *Server) requestLog(w http.ResponseWriter, r *http.Request) *zerolog.Logger {
+	l := s.log.With().Str(requestIDField, w.Header().Get(requestHeaderID)).Logger()
+	return &l
+}
+
+// accessLog writes one debug line per request. The path only: the query string may carry the
+// auth token.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		s.requestLog(w, r).Debug().
+			Str("method", r.Method).
+			Str(logfield.Path, r.URL.Path).
+			Str(logfield.Peer, r.RemoteAddr).
+			Int(logfield.Status, ww.Status()).
+			Int("size", ww.BytesWritten()).
+			Dur(logfield.Duration, time.Since(start)).
+			Msg("http request")
+	})
+}
+
 // recoverer turns a panic into a logged, counted 500. http.ErrAbortHandler is passed on, as
 // net/http uses it to abort a response on purpose.
 func (s *Server) recoverer(next http.Handler) http.Handler {
@@ -444,7 +469,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.metrics.panics.Inc()
-			hlog.FromRequest(r).Error().Str("panic", fmt.Sprint(v)).Str(logfield.Path, r.URL.Path).
+			s.requestLog(w, r).Error().Str("panic", fmt.Sprint(v)).Str(logfield.Path, r.URL.Path).
 				Bytes("stack", debug.Stack()).Msg("http handler panicked")
 			writeError(w, http.StatusInternalServerError, "internal error")
 		}()

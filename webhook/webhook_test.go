@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -1053,5 +1054,43 @@ func TestPeerAddr(t *testing.T) {
 		if got := peerAddr(in).String(); got != want {
 			t.Errorf("peerAddr(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestRequestIDAndAccessLog: every answer carries an X-Request-Id, a refused request's log line
+// carries the same id, and the per-request access line is written at debug level only.
+func TestRequestIDAndAccessLog(t *testing.T) {
+	for _, level := range []zerolog.Level{zerolog.DebugLevel, zerolog.InfoLevel} {
+		t.Run(level.String(), func(t *testing.T) {
+			var logBuf syncBuffer
+			reg := prometheus.NewRegistry()
+			s, err := New(Config{}, &fakeJournal{}, nil, reg, reg, zerolog.New(&logBuf).Level(level))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(s.Handler())
+			defer hs.Close()
+
+			ok := post(t, hs.URL+"/evowebservices", string(fixture(t, "timerTriggered.json")))
+			bad := post(t, hs.URL+"/evowebservices", `{"payload":{}}`)
+			okID, badID := ok.header.Get("X-Request-Id"), bad.header.Get("X-Request-Id")
+			if ok.status != 200 || bad.status != 400 {
+				t.Fatalf("statuses %d, %d; want 200, 400", ok.status, bad.status)
+			}
+			if okID == "" || badID == "" || okID == badID {
+				t.Fatalf("request ids %q and %q: want two distinct ids", okID, badID)
+			}
+			logs := logBuf.String()
+			if !regexp.MustCompile(`"level":"warn".*"request_id":"` + badID + `"`).MatchString(logs) {
+				t.Errorf("the refusal's log line does not carry its request id %s:\n%s", badID, logs)
+			}
+			access := strings.Count(logs, `"message":"http request"`)
+			if want := map[zerolog.Level]int{zerolog.DebugLevel: 2, zerolog.InfoLevel: 0}[level]; access != want {
+				t.Errorf("%d access lines at %s level, want %d:\n%s", access, level, want, logs)
+			}
+			if level == zerolog.DebugLevel && !strings.Contains(logs, `"request_id":"`+okID+`"`) {
+				t.Errorf("no debug line carries the accepted request's id %s:\n%s", okID, logs)
+			}
+		})
 	}
 }
