@@ -205,8 +205,11 @@ type runner struct {
 	log    zerolog.Logger
 	rndMu  sync.Mutex
 	rnd    *rand.Rand
-	iterMu sync.Mutex
-	iter   jetstream.MessagesContext
+	cc     jetstream.ConsumerConfig
+
+	iterMu  sync.Mutex // guards iter, stopped and cons after Start
+	iter    jetstream.MessagesContext
+	stopped bool
 }
 
 func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
@@ -236,7 +239,7 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 		return nil, fmt.Errorf("consumer for plugin %s: %w", name, err)
 	}
 	r := &runner{
-		d: d, p: e.Plugin, pol: pol, cons: cons,
+		d: d, p: e.Plugin, pol: pol, cons: cons, cc: cc,
 		log: d.log.With().Str(logfield.Plugin, name).Logger(),
 		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
@@ -252,23 +255,80 @@ func (d *Dispatcher) newRunner(ctx context.Context, e Entry) (*runner, error) {
 func (r *runner) stopFetching() {
 	r.iterMu.Lock()
 	defer r.iterMu.Unlock()
+	r.stopped = true
 	if r.iter != nil {
 		r.iter.Drain()
 	}
 }
 
+// Pull request expiry and idle heartbeat of the plugins' consumers.
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = time.Second
+)
+
+// errStopped ends run once Stop has begun.
+var errStopped = errors.New("dispatcher stopping")
+
+// open starts fetching the plugin's events. After the first time it creates or updates the
+// durable consumer again, in case it was deleted under the running service (a recreated
+// consumer starts at events journaled from then on).
+func (r *runner) open(ctx context.Context, again bool) (jetstream.MessagesContext, error) {
+	r.iterMu.Lock()
+	defer r.iterMu.Unlock()
+	if r.stopped {
+		return nil, errStopped
+	}
+	if again {
+		cons, err := r.d.j.Stream().CreateOrUpdateConsumer(ctx, r.cc)
+		if err != nil {
+			return nil, fmt.Errorf("consumer for plugin %s: %w", r.p.Name(), err)
+		}
+		r.cons = cons
+	}
+	iter, err := r.cons.Messages(
+		jetstream.PullMaxMessages(r.pol.Concurrency*8),
+		// Under saturating load the client's pull bookkeeping can end up waiting for messages
+		// no pull request asks for; deliveries then stop until a heartbeat is missed. A short
+		// heartbeat and pull expiry bound that stall to about two seconds (it was 30 s).
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
+	)
+	if err != nil {
+		return nil, err
+	}
+	r.iter = iter
+	return iter, nil
+}
+
+func (r *runner) isStopped() bool {
+	r.iterMu.Lock()
+	defer r.iterMu.Unlock()
+	return r.stopped
+}
+
+// pause waits after the failures-th consecutive fetch error (100 ms doubling to 5 s). It
+// reports false when the dispatcher is stopping instead.
+func (r *runner) pause(ctx context.Context, failures int) bool {
+	d := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return !r.isStopped()
+	}
+}
+
 // run fetches messages and hands them to Concurrency workers. With a Keyer, each key always goes
 // to the same worker, so events with one key are handled one at a time in delivery order.
+//
+// Fetching ends only when the dispatcher stops. Any other error is logged, counted and waited
+// out: a missed heartbeat under load (the iterator goes on), or an iterator that closed under
+// us (it is opened again, the consumer recreated if it was deleted). Before, one missed
+// heartbeat ended the plugin's deliveries until a restart.
 func (r *runner) run(ctx context.Context) {
-	iter, err := r.cons.Messages(jetstream.PullMaxMessages(r.pol.Concurrency * 8))
-	if err != nil {
-		r.log.Error().Err(err).Msg("start consuming")
-		return
-	}
-	r.iterMu.Lock()
-	r.iter = iter
-	r.iterMu.Unlock()
-
 	n := r.pol.Concurrency
 	queues := make([]chan delivery, n)
 	shared := make(chan delivery)
@@ -304,14 +364,44 @@ func (r *runner) run(ctx context.Context) {
 		close(shared)
 		workers.Wait()
 	}()
+	var iter jetstream.MessagesContext
+	opened, failures := false, 0
 	for {
+		if iter == nil {
+			it, err := r.open(ctx, opened)
+			if errors.Is(err, errStopped) {
+				return
+			}
+			if err != nil {
+				failures++
+				r.d.m.consumeErrors.WithLabelValues(r.p.Name()).Inc()
+				r.log.Error().Err(err).Int(logfield.Attempt, failures).Msg("start fetching events; trying again")
+				if !r.pause(ctx, failures) {
+					return
+				}
+				continue
+			}
+			iter, opened = it, true
+		}
 		m, err := iter.Next()
 		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				r.log.Error().Err(err).Msg("consume")
+			if r.isStopped() || ctx.Err() != nil {
+				return
 			}
-			return
+			failures++
+			r.d.m.consumeErrors.WithLabelValues(r.p.Name()).Inc()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				r.log.Warn().Err(err).Int(logfield.Attempt, failures).Msg("fetching events stopped; opening again")
+				iter = nil
+			} else {
+				r.log.Warn().Err(err).Int(logfield.Attempt, failures).Msg("fetching events; carrying on")
+			}
+			if !r.pause(ctx, failures) {
+				return
+			}
+			continue
 		}
+		failures = 0
 		if ctx.Err() != nil {
 			// Stopping past the deadline: hand what was fetched straight back, so it is
 			// redelivered at once after a restart instead of after the ack wait.
@@ -474,7 +564,10 @@ func (r *runner) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.
 // UpdatePending refreshes the pending gauge of every consumer (unprocessed plus unacknowledged).
 func (d *Dispatcher) UpdatePending(ctx context.Context) {
 	for _, r := range d.runners {
-		info, err := r.cons.Info(ctx)
+		r.iterMu.Lock()
+		cons := r.cons
+		r.iterMu.Unlock()
+		info, err := cons.Info(ctx)
 		if err != nil {
 			continue
 		}

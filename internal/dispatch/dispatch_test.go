@@ -440,3 +440,45 @@ func TestUnhandledEventsSurviveRestart(t *testing.T) {
 		t.Errorf("handled %d distinct events after restart, want 20", len(seen))
 	}
 }
+
+// TestFetchingSurvivesConsumerDeletion: an error from the journal while fetching (here the
+// plugin's consumer deleted under the running dispatcher) is counted and waited out, the
+// consumer is made again, and later events are delivered. Before, the plugin's fetching ended
+// at the first such error (a missed heartbeat under load did it) until a restart.
+func TestFetchingSurvivesConsumerDeletion(t *testing.T) {
+	rec := plugintest.NewRecorder("streams", event.InStreamCreated)
+	h := start(t, t.TempDir(), dispatch.Entry{Plugin: rec, Policy: fast})
+	ctx := waitCtx(t)
+	if err := h.j.Append(ctx, []*event.Event{mkEvent(t, event.InStreamCreated, "a", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Wait(ctx, func(r *plugintest.Recorder) bool { return len(r.Handled()) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	name := dispatch.ConsumerName("streams")
+	if err := h.j.Stream().DeleteConsumer(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the dispatcher noticed and made the consumer again.
+	for counter(t, h.reg, "emsflow_plugin_consume_errors_total", "streams") == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the deleted consumer was never reported as a fetch error")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		if _, err := h.j.Stream().Consumer(ctx, name); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the consumer was not made again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := h.j.Append(ctx, []*event.Event{mkEvent(t, event.InStreamCreated, "b", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Wait(ctx, func(r *plugintest.Recorder) bool { return len(r.Handled()) == 2 }); err != nil {
+		t.Fatalf("the event appended after the consumer was made again was not delivered: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 type metrics struct {
 	handled, failed, retried, dead, panics *prometheus.CounterVec
+	consumeErrors                          *prometheus.CounterVec
 	latency                                *prometheus.HistogramVec
 	pending                                *prometheus.GaugeVec
 }
@@ -22,6 +23,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retried: counter("retried_total", "Events scheduled for another attempt after a failure."),
 		dead:    counter("dead_lettered_total", "Events moved to the dead-letter stream."),
 		panics:  counter("panics_total", "Plugin panics recovered by the dispatcher."),
+		consumeErrors: counter("consume_errors_total",
+			"Errors fetching a plugin's events from the journal (missed heartbeats, a consumer recreated); fetching carries on."),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "emsflow", Subsystem: "plugin", Name: "handle_duration_seconds",
 			Help:    "Duration of one Handle call.",
@@ -32,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Events journaled for a plugin and not yet settled (pending plus unacknowledged).",
 		}, []string{"plugin"}),
 	}
-	for _, c := range []prometheus.Collector{m.handled, m.failed, m.retried, m.dead, m.panics, m.latency, m.pending} {
+	for _, c := range []prometheus.Collector{m.handled, m.failed, m.retried, m.dead, m.panics, m.consumeErrors, m.latency, m.pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

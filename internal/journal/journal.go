@@ -93,6 +93,19 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		nats.Name("emsflow"),
 		nats.MaxReconnects(-1),
 		nats.ClosedHandler(func(*nats.Conn) { close(j.closed) }),
+		// Asynchronous errors (a slow consumer, a permission violation) say why deliveries
+		// stall; without a handler nats.go keeps them to itself.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			e := log.Warn().Err(err)
+			if sub != nil {
+				e = e.Str("subject", sub.Subject)
+			}
+			e.Msg("nats connection error")
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("disconnected from nats")
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info().Msg("reconnected to nats") }),
 	}
 	var err error
 	if cfg.URL == "" {
