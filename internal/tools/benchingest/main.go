@@ -127,8 +127,8 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return fmt.Errorf("emsflow: %w", err)
 	}
 	rss := peakRSS(ems.Process.Pid)
-	accepted := metric(emsAddr, accRe)
 	settleEventLog(emsAddr, 2*time.Minute)
+	accepted := metric(emsAddr, accRe) // after the requests still in flight when wrk stopped
 	lines, distinct := countLines(filepath.Join(tmp, "events.jsonl*"))
 	fmt.Printf("%-22s %12s %10s %10s %8s\n", "target", "events/s", "p50", "p99", "non-2xx")
 	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx)
