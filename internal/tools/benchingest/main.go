@@ -2,7 +2,8 @@
 // distinct id per request so the journal's dedupe does not short-cut anything) POSTed by wrk
 // with 64 connections to emsflow's durable webhook, and in the same run the same load against a
 // bare net/http handler that answers 200 and does nothing. It prints events/s, p50 and p99, the
-// ratio to the bare handler, and emsflow's peak RSS.
+// ratio to the bare handler, and emsflow's peak RSS. With -rates it then measures emsflow alone at
+// fixed rates below saturation (peak RSS and latency at what a fleet really sends).
 //
 //	go run ./internal/tools/benchingest -emsflow bin/emsflow -duration 20s
 package main
@@ -31,6 +32,7 @@ func main() {
 	fixture := flag.String("fixture", "webhook/testdata/inStreamCreated.json", "event body template")
 	dur := flag.Duration("duration", 20*time.Second, "load duration per target")
 	conns := flag.Int("connections", 64, "wrk connections")
+	rates := flag.String("rates", "", "after the saturating run, comma-separated fixed rates (events/s) to measure emsflow's peak RSS and latency at, each on a fresh journal")
 	flag.Parse()
 	if *bare {
 		serveBare(*addr)
@@ -39,6 +41,12 @@ func main() {
 	if err := run(*bin, *fixture, *dur, *conns); err != nil {
 		fmt.Fprintln(os.Stderr, "benchingest:", err)
 		os.Exit(1)
+	}
+	if *rates != "" {
+		if err := runRates(*bin, *fixture, *dur, *rates); err != nil {
+			fmt.Fprintln(os.Stderr, "benchingest:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -98,23 +106,11 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	}
 
 	// emsflow with its default plugin (EventLog) on a fresh journal.
-	emsAddr := freeAddr()
-	cfg := filepath.Join(tmp, "config.ini")
-	if err := os.WriteFile(cfg, []byte(`{"log": {"level": "warn"}, "journal": {"data_dir": "data"},
-	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl"}}}}`), 0o600); err != nil {
-		return err
-	}
-	ems := exec.Command(bin, "serve", "--config", cfg)
-	ems.Dir = tmp
-	ems.Env = append(os.Environ(), "EMSFLOW_SERVER_LISTEN="+emsAddr)
-	ems.Stderr = os.Stderr
-	if err := ems.Start(); err != nil {
+	ems, emsAddr, err := startEmsflow(bin, tmp)
+	if err != nil {
 		return err
 	}
 	defer ems.Process.Kill()
-	if err := waitHTTP("http://" + emsAddr + "/readyz"); err != nil {
-		return err
-	}
 
 	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target, %d cores\n",
 		len(body), conns, dur, numCPU())
@@ -145,6 +141,89 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 }
 
 // luaScript makes each request's body unique by rewriting the envelope id and uniqueId.
+// startEmsflow runs emsflow with EventLog enabled on a fresh journal in dir and waits until it
+// is ready.
+func startEmsflow(bin, dir string) (*exec.Cmd, string, error) {
+	addr := freeAddr()
+	cfg := filepath.Join(dir, "config.ini")
+	if err := os.WriteFile(cfg, []byte(`{"log": {"level": "warn"}, "journal": {"data_dir": "data"},
+	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl"}}}}`), 0o600); err != nil {
+		return nil, "", err
+	}
+	ems := exec.Command(bin, "serve", "--config", cfg)
+	ems.Dir = dir
+	ems.Env = append(os.Environ(), "EMSFLOW_SERVER_LISTEN="+addr)
+	ems.Stderr = os.Stderr
+	if err := ems.Start(); err != nil {
+		return nil, "", err
+	}
+	if err := waitHTTP("http://" + addr + "/readyz"); err != nil {
+		ems.Process.Kill()
+		return nil, "", err
+	}
+	return ems, addr, nil
+}
+
+// rateConns is the number of wrk connections of a fixed-rate run.
+const rateConns = 10
+
+// runRates measures emsflow alone at fixed rates below saturation, each on a fresh journal:
+// what an EMS fleet sends is tens to hundreds of events per second, not wrk's maximum.
+func runRates(bin, fixture string, dur time.Duration, rates string) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	body, err := os.ReadFile(fixture)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nfixed rates: %d wrk connections, %s each, fresh journal per rate\n", rateConns, dur)
+	fmt.Printf("%-10s %12s %10s %10s %14s %12s\n", "target/s", "events/s", "p50", "p99", "peak RSS (MB)", "logged")
+	for f := range strings.SplitSeq(rates, ",") {
+		rate, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || rate <= 0 {
+			return fmt.Errorf("bad rate %q", f)
+		}
+		if err := runRate(bin, body, dur, rate); err != nil {
+			return fmt.Errorf("rate %d: %w", rate, err)
+		}
+	}
+	return nil
+}
+
+func runRate(bin string, body []byte, dur time.Duration, rate int) error {
+	tmp, err := os.MkdirTemp("", "benchingest-rate-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// Each connection waits between requests so that together they send about rate per second.
+	delayMS := max(1, rateConns*1000/rate)
+	script := filepath.Join(tmp, "post.lua")
+	lua := luaScript(string(body)) + fmt.Sprintf("\nfunction delay()\n  return %d\nend\n", delayMS)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return err
+	}
+	ems, addr, err := startEmsflow(bin, tmp)
+	if err != nil {
+		return err
+	}
+	defer ems.Process.Kill()
+	r, err := load("http://"+addr+"/evowebservices", script, dur, rateConns)
+	if err != nil {
+		return err
+	}
+	rss := peakRSS(ems.Process.Pid)
+	settleEventLog(addr, 2*time.Minute)
+	lines, distinct := countLines(filepath.Join(tmp, "events.jsonl*"))
+	fmt.Printf("%-10d %12.0f %10s %10s %14.1f %12d\n", rate, r.rps, r.p50, r.p99, float64(rss)/1e6, distinct)
+	if distinct != lines || r.non2xx > 0 {
+		return fmt.Errorf("%d duplicate lines, %d non-2xx answers", lines-distinct, r.non2xx)
+	}
+	return nil
+}
+
 func luaScript(body string) string {
 	body = strings.TrimSpace(body)
 	body = regexp.MustCompile(`"id":\s*\d+`).ReplaceAllString(body, `"id":__ID__`)
