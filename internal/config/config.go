@@ -94,6 +94,11 @@ type EMS struct {
 	Addresses []string
 	// CustomData matches the customData an EMS event sink adds to the payload.
 	CustomData string
+	// RTMPURL, when set, is where other servers pull this EMS's streams from over RTMP,
+	// without the stream name: "rtmp://10.0.0.5:1935/live". It is for fleets whose API address
+	// (an apiProxy, a reverse proxy) is not where RTMP is served. It prints redacted like
+	// APIURL.
+	RTMPURL SecretURL
 }
 
 // Log configures the logger.

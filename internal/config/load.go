@@ -144,7 +144,7 @@ func sectionKeys(section string) []string {
 
 // emsKeys and pluginKeys are the keys of one EMS and of one plugin entry.
 var (
-	emsKeys    = []string{"api_url", "addresses", "custom_data"}
+	emsKeys    = []string{"api_url", "addresses", "custom_data", "rtmp_url"}
 	pluginKeys = []string{"plugin_switch", "parameters", "type", "concurrency", "timeout"}
 )
 
@@ -290,9 +290,9 @@ func envName(name string) string {
 	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// applyEMSEnv applies EMSFLOW_EMS_<NAME>_API_URL, _ADDRESSES and _CUSTOM_DATA. NAME matches a
-// configured EMS case-insensitively ("-" written "_"); an unmatched NAME adds an EMS named in
-// lower case.
+// applyEMSEnv applies EMSFLOW_EMS_<NAME>_API_URL, _ADDRESSES, _CUSTOM_DATA and _RTMP_URL. NAME
+// matches a configured EMS case-insensitively ("-" written "_"); an unmatched NAME adds an EMS
+// named in lower case.
 func applyEMSEnv(c *Config, vars []envVar) []error {
 	var errs []error
 	for _, e := range vars {
@@ -305,7 +305,7 @@ func applyEMSEnv(c *Config, vars []envVar) []error {
 			}
 		}
 		if key == "" {
-			errs = append(errs, fmt.Errorf("%s: unknown variable (known: EMSFLOW_EMS_<NAME>_API_URL, EMSFLOW_EMS_<NAME>_ADDRESSES, EMSFLOW_EMS_<NAME>_CUSTOM_DATA)", e.name))
+			errs = append(errs, fmt.Errorf("%s: unknown variable (known: EMSFLOW_EMS_<NAME>_API_URL, EMSFLOW_EMS_<NAME>_ADDRESSES, EMSFLOW_EMS_<NAME>_CUSTOM_DATA, EMSFLOW_EMS_<NAME>_RTMP_URL)", e.name))
 			continue
 		}
 		target := strings.ToLower(name)
@@ -336,6 +336,13 @@ func setEMSField(e *EMS, key string, v any, loc string) []error {
 		e.Addresses, err = toStrings(v)
 	case "custom_data":
 		e.CustomData, err = toString(v)
+	case "rtmp_url":
+		var s string
+		if s, err = toString(v); err == nil {
+			e.RTMPURL = SecretURL(strings.TrimSpace(s))
+		} else {
+			err = errors.New("must be a string")
+		}
 	default:
 		err = fmt.Errorf("unknown setting (known: %s)", strings.Join(emsKeys, ", "))
 	}

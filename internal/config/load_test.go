@@ -293,6 +293,8 @@ func TestINIFormEqualsJSONForm(t *testing.T) {
 		{"ems addresses", ini.EMS["default"].Addresses, []string{"10.0.0.5", "10.0.1.0/24"}},
 		{"apiProxy url", ini.EMS["edge-2"].APIURL.Reveal(), "http://ewsuser:ews-proxy-pw@10.0.2.7:8888/apiproxy"},
 		{"custom_data", ini.EMS["edge-2"].CustomData, "edge-2"},
+		{"rtmp_url", ini.EMS["edge-2"].RTMPURL.Reveal(), "rtmp://pull:rtmp-pull-pw@edge-2.example.net:1935/live"},
+		{"no rtmp_url", ini.EMS["default"].RTMPURL.Reveal(), ""},
 		{"log", ini.Log, Log{Level: "debug", Format: "console"}},
 		{"dispatch concurrency", ini.Dispatch.Concurrency, 8},
 		{"plugin order", pluginNames(ini), []string{"StreamLoadBalancer", "StreamAutoRouter", "StreamRecorder", "AmazonHLSUpload", "EdgeRouter", "EventLog"}},
@@ -341,6 +343,7 @@ func TestEnvOverridesFile(t *testing.T) {
 		{"EMSFLOW_DISPATCH_CONCURRENCY=1", func(c *Config) (any, any) { return c.Dispatch.Concurrency, 1 }},
 		{"EMSFLOW_DISPATCH_GIVE_UP_AFTER=48h", func(c *Config) (any, any) { return c.Dispatch.GiveUpAfter, 48 * time.Hour }},
 		{"EMSFLOW_EMS_EDGE_2_API_URL=http://10.0.2.8:7777", func(c *Config) (any, any) { return c.EMS["edge-2"].APIURL.Reveal(), "http://10.0.2.8:7777" }},
+		{"EMSFLOW_EMS_DEFAULT_RTMP_URL=rtmp://10.0.0.5:1935/live", func(c *Config) (any, any) { return c.EMS["default"].RTMPURL.Reveal(), "rtmp://10.0.0.5:1935/live" }},
 		{"EMSFLOW_EMS_DEFAULT_ADDRESSES=10.9.9.9", func(c *Config) (any, any) { return c.EMS["default"].Addresses, []string{"10.9.9.9"} }},
 		{"EMSFLOW_EMS_ORIGIN_API_URL=http://10.0.3.1:7777", func(c *Config) (any, any) { return c.EMS["origin"].APIURL.Reveal(), "http://10.0.3.1:7777" }},
 		{"EMSFLOW_PLUGINS_STREAMRECORDER_PLUGIN_SWITCH=enabled", func(c *Config) (any, any) { return pluginByName(t, c, "StreamRecorder").Enabled, true }},
@@ -371,6 +374,7 @@ func TestBadEnvValuesNameTheVariable(t *testing.T) {
 		"EMSFLOW_PLUGINS_NOPE_PLUGIN_SWITCH=enabled",
 		"EMSFLOW_PLUGINS_STREAMRECORDER_PLUGIN_SWITCH=on",
 		"EMSFLOW_EMS_EDGE_2_API_URL=ftp://10.0.0.1",
+		"EMSFLOW_EMS_DEFAULT_RTMP_URL=http://10.0.0.5:1935/live",
 		"EMSFLOW_LOG_LEVEL=chatty",
 	)
 	for _, want := range []string{
@@ -380,6 +384,7 @@ func TestBadEnvValuesNameTheVariable(t *testing.T) {
 		`EMSFLOW_PLUGINS_NOPE_PLUGIN_SWITCH: no plugin NOPE is configured (configured: StreamLoadBalancer,`,
 		`EMSFLOW_PLUGINS_STREAMRECORDER_PLUGIN_SWITCH: "on" is not enabled or disabled`,
 		`ems.edge-2.api_url: scheme "ftp" is not http or https`,
+		`ems.default.rtmp_url: scheme "http" is not rtmp or rtmps`,
 		`log.level: "chatty" is not one of trace, debug, info, warn, error`,
 	} {
 		if !strings.Contains(msg, want) {
@@ -496,7 +501,7 @@ func TestStrictDecode(t *testing.T) {
 		{"unknown top-level key", `{"sever": {}}`, `"sever": unknown section (known: server, journal, ems, log, dispatch, plugins)`},
 		{"empty data_dir", `{"journal": {"data_dir": ""}}`, `journal.data_dir: must not be empty`},
 		{"unknown server key", `{"server": {"port": 4000}}`, `server.port: unknown setting (known in server: listen, paths, auth_token,`},
-		{"unknown ems key", `{"ems": {"a": {"url": "http://x"}}}`, `ems.a.url: unknown setting (known: api_url, addresses, custom_data)`},
+		{"unknown ems key", `{"ems": {"a": {"url": "http://x"}}}`, `ems.a.url: unknown setting (known: api_url, addresses, custom_data, rtmp_url)`},
 		{"unknown plugin key", `{"plugins": {"EventLog": {"plugin_switch": "enabled", "params": {}}}}`, `plugins.EventLog.params: unknown setting (known: plugin_switch, parameters, type, concurrency, timeout)`},
 		{"parameters not an object", `{"plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": ["x"]}}}`, `plugins.EventLog.parameters: must be a JSON object`},
 		{"wrong type", `{"server": {"listen": 4000}}`, `server.listen: a number is not a string`},
@@ -600,6 +605,52 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateRTMPURL: ems.<name>.rtmp_url is optional; when set it is an rtmp:// or rtmps://
+// URL with a host and an application path that a stream name can be appended to. Its problems
+// are listed with the others, named by setting, and never show the URL's password.
+func TestValidateRTMPURL(t *testing.T) {
+	tests := []struct {
+		name, rtmp string
+		want       []string // problems; none for a good URL
+	}{
+		{"unset", "", nil},
+		{"rtmp with port", "rtmp://10.0.0.5:1935/live", nil},
+		{"rtmps public name", "rtmps://live.example.com/live/", nil},
+		{"upper-case scheme, IPv6", "RTMP://[2001:db8::5]:1935/app", nil},
+		{"credentials", "rtmp://u:rtmp-pw-31@10.0.0.5/live", nil},
+		{"bad scheme", "http://u:rtmp-pw-31@10.0.0.5:1935/live", []string{`ems.default.rtmp_url: scheme "http" is not rtmp or rtmps`}},
+		{"no scheme", "10.0.0.5:1935/live", []string{`ems.default.rtmp_url: `}},
+		{"missing host", "rtmp:///live", []string{"ems.default.rtmp_url: has no host"}},
+		{"bad port", "rtmp://10.0.0.5:0/live", []string{`ems.default.rtmp_url: port "0" is not a number from 1 to 65535`}},
+		{"no application", "rtmp://10.0.0.5:1935", []string{"ems.default.rtmp_url: has no application path"}},
+		{"query", "rtmp://10.0.0.5/live?token=rtmp-pw-31", []string{"ems.default.rtmp_url: must not have a query or fragment"}},
+		{"two problems, both listed", "ftp:///live", []string{`ems.default.rtmp_url: scheme "ftp" is not rtmp or rtmps`, "ems.default.rtmp_url: has no host"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.EMS["default"] = EMS{APIURL: "http://127.0.0.1:8888/apiproxy", RTMPURL: SecretURL(tt.rtmp)}
+			cfg.Log.Level = "loud" // an unrelated problem, listed beside the rtmp_url ones
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("no problems, want at least log.level")
+			}
+			problems := unjoin(err)
+			if got, want := len(problems), len(tt.want)+1; got != want {
+				t.Errorf("got %d problems, want %d:\n%s", got, want, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("problems lack %q:\n%s", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "rtmp-pw-31") {
+				t.Errorf("problems show the rtmp_url's password:\n%s", err)
+			}
+		})
+	}
+}
+
 func TestSecretsNeverPrinted(t *testing.T) {
 	secrets := []string{
 		"ews-proxy-pw",         // password in an EMS apiProxy URL (file)
@@ -608,6 +659,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"super-token-xyz",      // auth token (environment)
 		"nats-pw-77",           // password in the journal URL (environment)
 		"nats-tok-88",          // token-as-user in a second journal URL
+		"rtmp-pull-pw",         // password in an EMS rtmp_url (file)
 	}
 	cfg := load(t, "testdata/php.ini",
 		"EMSFLOW_SERVER_AUTH_TOKEN=super-token-xyz",
@@ -636,6 +688,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		`"auth_token": "<redacted>"`,
 		`"url": "nats://natsuser:<redacted>@127.0.0.1:4222,nats://<redacted>@127.0.0.1:4223"`,
 		`"api_url": "http://ewsuser:<redacted>@10.0.2.7:8888/apiproxy"`,
+		`"rtmp_url": "rtmp://pull:<redacted>@edge-2.example.net:1935/live"`,
 		`"aws_access_key": "<redacted>"`,
 		`"aws_secret_key": "<redacted>"`,
 		`"default_bucket": "ems-files"`,

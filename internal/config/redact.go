@@ -39,6 +39,7 @@ func (c *Config) Redacted() ([]byte, error) {
 		APIURL     SecretURL `json:"api_url"`
 		Addresses  []string  `json:"addresses,omitempty"`
 		CustomData string    `json:"custom_data,omitempty"`
+		RTMPURL    SecretURL `json:"rtmp_url,omitempty"`
 	}
 	type log struct {
 		Level  string `json:"level"`
@@ -82,7 +83,7 @@ func (c *Config) Redacted() ([]byte, error) {
 		Plugins: pluginsView(c.Plugins),
 	}
 	for name, e := range c.EMS {
-		out.EMS[name] = ems{APIURL: e.APIURL, Addresses: e.Addresses, CustomData: e.CustomData}
+		out.EMS[name] = ems{APIURL: e.APIURL, Addresses: e.Addresses, CustomData: e.CustomData, RTMPURL: e.RTMPURL}
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -167,6 +167,9 @@ func (c *Config) validateEMS(v *problems) {
 		} else {
 			checkURL(v, at+".api_url", e.APIURL.Reveal(), []string{"http", "https"})
 		}
+		if e.RTMPURL != "" {
+			checkRTMPURL(v, at+".rtmp_url", e.RTMPURL.Reveal())
+		}
 		for _, a := range e.Addresses {
 			p, err := parseAddress(a)
 			if err != nil {
@@ -222,6 +225,23 @@ func checkURL(v *problems, at, raw string, schemes []string) {
 		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
 			v.addf(at, "port %q is not a number from 1 to 65535", p)
 		}
+	}
+}
+
+// checkRTMPURL checks an RTMP base URL that a stream name is appended to: rtmp:// or rtmps://,
+// a host, an application path, and no query or fragment. Messages never include it.
+func checkRTMPURL(v *problems, at, raw string) {
+	before := len(*v)
+	checkURL(v, at, raw, []string{"rtmp", "rtmps"})
+	if len(*v) > before {
+		return
+	}
+	u, _ := url.Parse(raw) // parsed by checkURL
+	if strings.Trim(u.Path, "/") == "" {
+		v.addf(at, "has no application path (such as rtmp://host:1935/live)")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		v.addf(at, "must not have a query or fragment: the stream name is appended to it")
 	}
 }
 
