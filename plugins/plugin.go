@@ -88,6 +88,10 @@ type Deps struct {
 	DataDir string
 	// ConfigDir is the folder of the configuration file; relative paths resolve against it.
 	ConfigDir string
+	// RTMPURLs holds, by EMS name, where other servers pull that EMS's streams from
+	// (ems.<name>.rtmp_url: "rtmp://host:1935/live", no stream name), for the EMS servers
+	// whose configuration sets one. Nil or a missing name means none was configured.
+	RTMPURLs map[string]string
 }
 
 // EMSFor returns the client for the EMS that sent ev, falling back to the default EMS.

@@ -92,6 +92,7 @@ func buildPlugins(cfg *config.Config, reg *plugins.Registry, ems map[string]*ems
 			Metrics:    prometheus.WrapRegistererWith(prometheus.Labels{"plugin": pc.Name}, metrics),
 			DataDir:    dataDir,
 			ConfigDir:  cfg.Dir,
+			RTMPURLs:   cfg.RTMPURLs(),
 		}
 		p, err := reg.Build(pc.Type, pc.Name, pc.Params, deps)
 		if err != nil {

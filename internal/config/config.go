@@ -212,6 +212,18 @@ func (c *Config) EMSNames() []string {
 	return names
 }
 
+// RTMPURLs returns, by EMS name, the rtmp_url of every EMS that sets one, revealed, for
+// plugins.Deps.
+func (c *Config) RTMPURLs() map[string]string {
+	out := map[string]string{}
+	for name, e := range c.EMS {
+		if e.RTMPURL != "" {
+			out[name] = e.RTMPURL.Reveal()
+		}
+	}
+	return out
+}
+
 // redactedText replaces a secret wherever configuration is printed.
 const redactedText = "<redacted>"
 

@@ -295,6 +295,7 @@ func TestINIFormEqualsJSONForm(t *testing.T) {
 		{"custom_data", ini.EMS["edge-2"].CustomData, "edge-2"},
 		{"rtmp_url", ini.EMS["edge-2"].RTMPURL.Reveal(), "rtmp://pull:rtmp-pull-pw@edge-2.example.net:1935/live"},
 		{"no rtmp_url", ini.EMS["default"].RTMPURL.Reveal(), ""},
+		{"rtmp urls for plugins", ini.RTMPURLs(), map[string]string{"edge-2": "rtmp://pull:rtmp-pull-pw@edge-2.example.net:1935/live"}},
 		{"log", ini.Log, Log{Level: "debug", Format: "console"}},
 		{"dispatch concurrency", ini.Dispatch.Concurrency, 8},
 		{"plugin order", pluginNames(ini), []string{"StreamLoadBalancer", "StreamAutoRouter", "StreamRecorder", "AmazonHLSUpload", "EdgeRouter", "EventLog"}},
