@@ -47,6 +47,11 @@ type Config struct {
 //     basic auth), RTMP at rtmp://host/live;
 //   - {"api_url": "...", "rtmp_url": "rtmp://host:1935/live"}: either form with the RTMP
 //     address other servers pull this one's streams from, when it is not rtmp://<host>/live.
+//
+// The others pull an origin EMS's streams from, in order: its destination's rtmp_url; the
+// rtmp_url of that EMS in the service configuration (ems.<name>.rtmp_url, plugins.Deps.RTMPURLs);
+// rtmp://<host>/live from its destination's address or, when it is not a destination, from its
+// API host.
 type Destination struct {
 	// APIURL is the EMS API, or a plain IP or host.
 	APIURL string `json:"api_url"`

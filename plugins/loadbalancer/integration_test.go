@@ -167,3 +167,45 @@ func TestReconcileReplicatesWithoutEvents(t *testing.T) {
 		t.Errorf("%d events handled; the simulators should have dropped them all", f.Handled())
 	}
 }
+
+// TestReplicatesFromConfiguredRTMPURLs: the group is given by API URLs alone, which is not where
+// the simulators serve RTMP; with each EMS's rtmp_url configured (Deps.RTMPURLs, as serve fills
+// it from ems.<name>.rtmp_url) the replicas pull from the origin's real RTMP address and play.
+func TestReplicatesFromConfiguredRTMPURLs(t *testing.T) {
+	t.Parallel()
+	f := streamtest.New(t, streamtest.Options{}, "a", "b", "c", "camera")
+	var apis []string
+	deps := f.Deps("LB")
+	deps.RTMPURLs = map[string]string{}
+	for _, n := range []string{"a", "b", "c"} {
+		apis = append(apis, f.Sim(n).APIURL())
+		deps.RTMPURLs[n] = f.Sim(n).RTMPURL()
+	}
+	raw, err := json.Marshal(map[string]any{"destination_uri": apis, "ems": []string{"a", "b", "c"}, "reconcile_interval": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Factory("LB", raw, deps)
+	if err != nil {
+		t.Fatalf("factory: %v", err)
+	}
+	f.Attach(p)
+
+	originPull(t, f)
+	for _, d := range []string{"b", "c"} {
+		streamtest.WaitFor(t, wait, "cam1 on "+d, func() bool { return live(t, f, d, "cam1") })
+		pulls := pullsOf(t, f, d, "cam1")
+		if len(pulls) != 1 {
+			t.Fatalf("%s has %d pulls of cam1, want 1", d, len(pulls))
+		}
+		if want := f.Sim("a").RTMPURL() + "/cam1"; provenance.PullSource(pulls[0]) != want {
+			t.Errorf("%s pulls %s, want %s", d, provenance.PullSource(pulls[0]), want)
+		}
+	}
+	if n := len(pullsOf(t, f, "a", "cam1")); n != 1 {
+		t.Errorf("A has %d pulls of cam1, want its origin pull only", n)
+	}
+	for _, err := range f.Failures() {
+		t.Errorf("handle failed: %v", err)
+	}
+}

@@ -48,6 +48,7 @@ type member struct {
 	key    string // API URL without credentials: scheme://host:port/path
 	client *emsclient.Client
 	rtmp   string // rtmp://host[:port]/app this server's streams are pulled from
+	given  bool   // rtmp came from the destination's own rtmp_url, not from its API address
 	plain  bool   // given as a plain IP or host, as the original's destinations
 	host   string // the API host
 }
@@ -58,6 +59,7 @@ type Balancer struct {
 	cfg     Config
 	members []member
 	ems     map[string]*emsclient.Client
+	rtmp    map[string]string // EMS name -> its configured rtmp_url, no trailing slash
 	fleet   act.Scope
 	log     zerolog.Logger
 	metrics *act.Metrics
@@ -93,6 +95,19 @@ func New(name string, cfg Config, deps plugins.Deps) (*Balancer, error) {
 		metrics: act.NewMetrics(deps.Metrics, "loadbalancer"),
 	}
 	var errs []error
+	b.rtmp = make(map[string]string, len(deps.RTMPURLs))
+	for _, n := range slices.Sorted(maps.Keys(deps.RTMPURLs)) {
+		u := strings.TrimRight(strings.TrimSpace(deps.RTMPURLs[n]), "/")
+		if u == "" {
+			continue
+		}
+		if !isRTMPBase(u) {
+			// Not quoted: it may carry credentials.
+			errs = append(errs, fmt.Errorf("ems %q rtmp_url is not an rtmp:// or rtmps:// URL with a host", n))
+			continue
+		}
+		b.rtmp[n] = u
+	}
 	seen := map[string]bool{}
 	for i, d := range cfg.DestinationURI {
 		r, _ := d.resolve() // validated above
@@ -101,7 +116,7 @@ func New(name string, cfg Config, deps plugins.Deps) (*Balancer, error) {
 			errs = append(errs, fmt.Errorf("destination_uri[%d]: %w", i, err))
 			continue
 		}
-		m := member{key: apiKey(c.BaseURL()), client: c, rtmp: r.rtmp, plain: !strings.Contains(d.APIURL, "://")}
+		m := member{key: apiKey(c.BaseURL()), client: c, rtmp: r.rtmp, given: strings.TrimSpace(d.RTMPURL) != "", plain: !strings.Contains(d.APIURL, "://")}
 		if u, err := url.Parse(c.BaseURL()); err == nil {
 			m.host = u.Hostname()
 		}
@@ -269,8 +284,8 @@ func originStreams(cl *emsclient.ConfigList, streams []event.Payload, peers map[
 // payload when known. memberSnap, when set, answers the first check; the check that counts is
 // made under the lock.
 func (b *Balancer) replicate(ctx context.Context, src string, client *emsclient.Client, stream event.Payload, name string, memberSnap *act.Snapshot, repair bool) error {
-	origin := b.memberOf(client, stream)
-	base := b.rtmpOf(client, origin, stream)
+	origin := b.memberOf(src, client, stream)
+	base := b.rtmpOf(src, client, origin, stream)
 	uri := base + "/" + name
 	var errs []error
 	for _, m := range b.members {
@@ -339,7 +354,7 @@ func (b *Balancer) ensureReplica(ctx context.Context, src, name, uri string, m m
 		b.metrics.Action("pull")
 	}
 	l.Str(logfield.EMS, src).Str(logfield.Stream, name).Str(logfield.Target, m.client.String()).
-		Str(logfield.Path, uri).Uint64(logfield.ConfigID, sc.ConfigID).Msg(msg)
+		Str(logfield.Path, redact(uri)).Uint64(logfield.ConfigID, sc.ConfigID).Msg(msg)
 	return nil
 }
 
@@ -438,14 +453,21 @@ func (b *Balancer) originHas(ctx context.Context, client *emsclient.Client, name
 	return !ours, nil
 }
 
-// memberOf returns the group member that is the EMS behind client, or nil: the member with the
-// same API, or a member given as a plain IP that is the stream's own address (ip, nearIp), as
-// the original compared.
-func (b *Balancer) memberOf(client *emsclient.Client, stream event.Payload) *member {
+// memberOf returns the group member that is EMS src behind client, or nil: the member with the
+// same API, the member whose own rtmp_url is src's configured rtmp_url, or a member given as a
+// plain IP that is the stream's own address (ip, nearIp), as the original compared.
+func (b *Balancer) memberOf(src string, client *emsclient.Client, stream event.Payload) *member {
 	key := apiKey(client.BaseURL())
 	for i := range b.members {
 		if b.members[i].key == key {
 			return &b.members[i]
+		}
+	}
+	if own, ok := b.rtmp[src]; ok {
+		for i := range b.members {
+			if m := &b.members[i]; m.given && sameRTMP(m.rtmp, own) {
+				return m
+			}
 		}
 	}
 	for i := range b.members {
@@ -462,10 +484,17 @@ func (b *Balancer) memberOf(client *emsclient.Client, stream event.Payload) *mem
 	return nil
 }
 
-// rtmpOf returns where the streams of the EMS behind client are pulled from: its member's RTMP
-// address; else rtmp://<API host>/live, or the stream's own address when the API is reached
-// on loopback (a name other servers cannot use).
-func (b *Balancer) rtmpOf(client *emsclient.Client, m *member, stream event.Payload) string {
+// rtmpOf returns where the streams of EMS src behind client are pulled from: its member's own
+// rtmp_url; else src's configured rtmp_url (ems.<name>.rtmp_url); else, as before, its member's
+// RTMP address worked out from the API address, or rtmp://<API host>/live, or the stream's own
+// address when the API is reached on loopback (a name other servers cannot use).
+func (b *Balancer) rtmpOf(src string, client *emsclient.Client, m *member, stream event.Payload) string {
+	if m != nil && m.given {
+		return m.rtmp
+	}
+	if u, ok := b.rtmp[src]; ok {
+		return u
+	}
 	if m != nil {
 		return m.rtmp
 	}
@@ -479,6 +508,37 @@ func (b *Balancer) rtmpOf(client *emsclient.Client, m *member, stream event.Payl
 		}
 	}
 	return "rtmp://" + hostOnly(host) + "/live"
+}
+
+// isRTMPBase reports whether s is an rtmp:// or rtmps:// URL with a host.
+func isRTMPBase(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Hostname() == "" {
+		return false
+	}
+	sc := strings.ToLower(u.Scheme)
+	return sc == "rtmp" || sc == "rtmps"
+}
+
+// sameRTMP reports whether two RTMP base URLs name the same address: scheme and host compared
+// without case, port and application exactly.
+func sameRTMP(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) &&
+		ua.Port() == ub.Port() && strings.TrimRight(ua.Path, "/") == strings.TrimRight(ub.Path, "/")
+}
+
+// redact returns a pull URI with its password hidden, for logs.
+func redact(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.User == nil {
+		return uri
+	}
+	return u.Redacted()
 }
 
 func (b *Balancer) memberClients() map[string]*emsclient.Client {

@@ -140,3 +140,95 @@ func TestReplicaEventsAndFailures(t *testing.T) {
 		t.Fatalf("error %v, want a permanent one with EMS's description", err)
 	}
 }
+
+// TestPullsFromConfiguredRTMPURL: with the origin EMS's rtmp_url configured (ems.<name>.rtmp_url,
+// handed over as Deps.RTMPURLs) the other members pull exactly that URI plus the stream name;
+// without it, or with only another EMS's, the URI is worked out from the API address as before;
+// a destination's own rtmp_url still wins.
+func TestPullsFromConfiguredRTMPURL(t *testing.T) {
+	tests := []struct {
+		name     string
+		rtmpURLs map[string]string
+		// dests are the destinations besides b; "a" and "c" stand for those servers' API URLs.
+		dests    []Destination
+		stream   event.Payload
+		wantURI  string
+		wantSelf float64 // members skipped as the source
+		idleC    bool    // c is a member and must not pull: it is the source
+	}{
+		{"rtmp_url, source a member by its API", map[string]string{"a": "rtmp://10.0.0.5:1935/live"},
+			[]Destination{{APIURL: "a"}}, nil, "rtmp://10.0.0.5:1935/live/cam1", 1, false},
+		{"rtmp_url with a trailing slash, source not a member", map[string]string{"a": "rtmps://live.example.com:1935/live/"},
+			nil, nil, "rtmps://live.example.com:1935/live/cam1", 0, false},
+		{"rtmp_url, source a plain-IP member by the stream's address", map[string]string{"a": "rtmp://pub.example.com:1935/live"},
+			[]Destination{{APIURL: "10.0.0.1"}}, event.Payload{"ip": "10.0.0.1"}, "rtmp://pub.example.com:1935/live/cam1", 1, false},
+		{"rtmp_url finds the source among the members by its destination's rtmp_url", map[string]string{"a": "rtmp://10.0.0.5:1935/live"},
+			[]Destination{{APIURL: "c", RTMPURL: "RTMP://10.0.0.5:1935/live/"}}, nil, "RTMP://10.0.0.5:1935/live/cam1", 1, true},
+		{"destination's own rtmp_url wins", map[string]string{"a": "rtmp://10.0.0.5:1935/live"},
+			[]Destination{{APIURL: "a", RTMPURL: "rtmp://a-dest:1936/app"}}, nil, "rtmp://a-dest:1936/app/cam1", 1, false},
+		{"no rtmp_url: source a member, as before", nil,
+			[]Destination{{APIURL: "a"}}, nil, "rtmp://127.0.0.1/live/cam1", 1, false},
+		{"only another EMS's rtmp_url: source not a member, as before", map[string]string{"c": "rtmp://10.0.0.9:1935/live"},
+			nil, event.Payload{"ip": "10.9.9.9"}, "rtmp://10.9.9.9/live/cam1", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, c := emstest.NewServer(t), emstest.NewServer(t), emstest.NewServer(t)
+			apis := map[string]string{"a": a.URL(), "c": c.URL()}
+			var dests Destinations
+			for _, d := range tt.dests {
+				if u, ok := apis[d.APIURL]; ok {
+					d.APIURL = u
+				}
+				dests = append(dests, d)
+			}
+			dests = append(dests, Destination{APIURL: b.URL()})
+			lb, err := New("LB", Config{DestinationURI: dests}, plugins.Deps{
+				Log: zerolog.Nop(), EMS: map[string]*emsclient.Client{"a": a.Client(), "c": c.Client()}, DefaultEMS: "a",
+				HTTPClient: b.HTTPClient(), RTMPURLs: tt.rtmpURLs,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := event.Payload{"name": "cam1"}
+			for k, v := range tt.stream {
+				p[k] = v
+			}
+			if err := lb.Handle(t.Context(), inStream(event.InStreamCreated, p)); err != nil {
+				t.Fatal(err)
+			}
+			calls := b.CallsTo("pullStream")
+			if len(calls) != 1 {
+				t.Fatalf("got %d pulls on b, want 1", len(calls))
+			}
+			want := "uri=" + tt.wantURI + " localStreamName=cam1 keepAlive=1 forceTcp=0 _emsflow=LB _emsflowOrigin=a"
+			if got := calls[0].Params.Text(); got != want {
+				t.Errorf("pull on b:\n got %s\nwant %s", got, want)
+			}
+			if n := len(a.CallsTo("pullStream")); n != 0 {
+				t.Errorf("the source pulled its own stream %d times", n)
+			}
+			if n := len(c.CallsTo("pullStream")); tt.idleC && n != 0 {
+				t.Errorf("c, the source's destination, pulled the source's stream %d times", n)
+			}
+			if got := lb.metrics.Skipped("self"); got != tt.wantSelf {
+				t.Errorf("skipped as self: got %v, want %v", got, tt.wantSelf)
+			}
+		})
+	}
+}
+
+// TestBadRTMPURLRejected: an rtmp_url that is not rtmp:// or rtmps:// with a host is an error
+// naming the EMS, without printing the URL.
+func TestBadRTMPURLRejected(t *testing.T) {
+	for _, bad := range []string{"http://u:rtmp-pw-7@10.0.0.5/live", "rtmp:///live", "10.0.0.5:1935/live"} {
+		_, err := New("LB", Config{DestinationURI: Destinations{{APIURL: "10.0.0.2"}}},
+			plugins.Deps{Log: zerolog.Nop(), RTMPURLs: map[string]string{"edge": bad}})
+		if err == nil || !strings.Contains(err.Error(), `ems "edge" rtmp_url is not an rtmp:// or rtmps:// URL with a host`) {
+			t.Errorf("%s: error %v, want one naming ems edge's rtmp_url", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "rtmp-pw-7") {
+			t.Errorf("error prints a password: %v", err)
+		}
+	}
+}
