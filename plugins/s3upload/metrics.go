@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// reasonDeletedBeforeUpload is the lost counter's reason for a file EMS deleted before it could be
-// uploaded.
+// reasonDeletedBeforeUpload is the lost counter's reason for a file deleted (by EMS, or by a
+// recording's retention) before it could be uploaded.
 const reasonDeletedBeforeUpload = "deleted_before_upload"
 
 // metrics are one plugin instance's collectors. The registerer handed to the plugin already
@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "emsflow_s3upload_backfill_repairs_total", Help: "Files uploaded by backfill because the bucket lacked them or held another version.",
 		}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "emsflow_s3upload_lost_files_total", Help: "Files that never reached the bucket and never will, by reason (deleted_before_upload: EMS deleted the file before it could be uploaded).",
+			Name: "emsflow_s3upload_lost_files_total", Help: "Files that never reached the bucket and never will, by reason (deleted_before_upload: the file, a chunk or a recording, was deleted before it could be uploaded).",
 		}, []string{"reason"}),
 	}
 	if reg == nil {

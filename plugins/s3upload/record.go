@@ -13,8 +13,10 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/logfield"
+	"github.com/emsflow/emsflow/plugins"
 )
 
 // doneSet is a set of file paths.
@@ -94,12 +97,97 @@ func (u *Uploader) uploadRecording(ctx context.Context, file string, writerFinis
 	return u.uploadFile(ctx, file, key)
 }
 
+// uploadRecordingEvent stores the recording an event announces (recordChunkClosed, or the mp4
+// writer's processStopped; sent is the event's timestamp). The event can come after the file was
+// deleted: it waited out an S3 outage while retention removed the recording. It is then done when
+// the bucket holds the recording complete, and lost for good when it does not: the error is
+// permanent, since no retry brings the file back. A missing media root (an unmounted share) may
+// come back and stays retryable. An MP4's recordChunkClosed comes before evo-mp4writer has
+// written the file, so there a missing file means deleted only once the event is older than
+// stable_for and the writer's parts are gone.
+func (u *Uploader) uploadRecordingEvent(ctx context.Context, file string, writerFinished bool, sent uint64) (bool, error) {
+	uploaded, err := u.uploadRecording(ctx, file, writerFinished)
+	if !errors.Is(err, fs.ErrNotExist) || !u.roots.rootPresent(file) {
+		return uploaded, err
+	}
+	key, kerr := u.recordKey(file)
+	if kerr != nil {
+		return false, kerr
+	}
+	return false, u.recordingGone(ctx, file, key, err, errors.Is(err, errIncomplete) && u.recent(sent))
+}
+
+// recent reports whether an event sent at ts (Unix seconds, 0 when unknown) is younger than
+// stable_for, one second added for the timestamp's truncation.
+func (u *Uploader) recent(ts uint64) bool {
+	return ts != 0 && u.now().Sub(time.Unix(int64(ts), 0)) < u.cfg.StableFor.Std()+time.Second
+}
+
+// recordingGone settles the event of a recording that is no longer on disk (fileErr says so). The
+// bucket holds it complete when it has an object under key that is the version a resumable
+// upload in progress was sending (any object when there is none). When it does not, the
+// recording is lost, and an unfinished multipart upload of it is aborted so that its parts do not
+// stay in the bucket for good; but when writerMayWrite (an MP4 evo-mp4writer may still write),
+// the event keeps waiting instead.
+func (u *Uploader) recordingGone(ctx context.Context, file, key string, fileErr error, writerMayWrite bool) error {
+	unlock := u.locks.lock(key)
+	defer unlock()
+	sp := u.statePath(key)
+	state := u.loadState(sp)
+	obj, err := u.head(ctx, key)
+	if err != nil {
+		return err
+	}
+	if obj != nil && (state == nil || aws.ToInt64(obj.ContentLength) == state.Size && obj.Metadata[metaMtime] == strconv.FormatInt(state.Mtime, 10)) {
+		// A state left beside a complete object is one whose completion's answer was lost.
+		if state != nil {
+			if err := u.abandon(ctx, sp, state); err != nil {
+				return err
+			}
+		}
+		u.m.unchanged.Inc()
+		return nil
+	}
+	if writerMayWrite {
+		return fileErr
+	}
+	aborted := ""
+	if state != nil {
+		if err := u.abandon(ctx, sp, state); err != nil {
+			return err
+		}
+		aborted = " (its unfinished multipart upload aborted)"
+	}
+	if errors.Is(fileErr, errIncomplete) {
+		// Not "waiting for the writer": that wait is over.
+		fileErr = fmt.Errorf("neither the file nor evo-mp4writer's parts are on disk: %w", fs.ErrNotExist)
+	}
+	u.m.lost.WithLabelValues(reasonDeletedBeforeUpload).Inc()
+	return plugins.Permanent(fmt.Errorf("upload %s: deleted before it could be uploaded%s: %w", file, aborted, fileErr))
+}
+
+// abandon aborts the multipart upload a state describes and forgets the state. An upload the
+// server no longer knows (completed, or aborted before) is fine; any other failure keeps the
+// state, so that a retry aborts it.
+func (u *Uploader) abandon(ctx context.Context, sp string, s *mpState) error {
+	_, err := u.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(s.Key), UploadId: aws.String(s.UploadID),
+	})
+	if err != nil && !isNoSuchUpload(err) {
+		return u.s3Error("abort multipart upload", s.Key, err)
+	}
+	if err := os.Remove(sp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove multipart state: %w", err)
+	}
+	return nil
+}
+
+// mp4Complete reports whether an MP4 recording is complete (nil) or why not. A missing file
+// whose writer parts are gone too gives an error wrapping both errIncomplete and fs.ErrNotExist:
+// the writer has not written it yet, or it was deleted.
 func (u *Uploader) mp4Complete(file string) error {
 	info, err := u.roots.stat(file)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s: %w: waiting for evo-mp4writer to write it", file, errIncomplete)
-		}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return u.fileError(err)
 	}
 	base := strings.TrimSuffix(file, path.Ext(file))
@@ -107,6 +195,9 @@ func (u *Uploader) mp4Complete(file string) error {
 		if _, err := u.roots.stat(part); err == nil {
 			return fmt.Errorf("%s: %w: writer parts such as %s are still there", file, errIncomplete, path.Base(part))
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w: waiting for evo-mp4writer to write it: %w", file, errIncomplete, err)
 	}
 	if age := u.now().Sub(info.ModTime()); age < u.cfg.StableFor.Std() {
 		return fmt.Errorf("%s: %w: modified %s ago, waiting until it is stable for %s", file, errIncomplete, age.Round(1e6), u.cfg.StableFor)

@@ -279,14 +279,14 @@ func (u *Uploader) Handle(ctx context.Context, ev *event.Event) error {
 		if err := needFile(); err != nil {
 			return err
 		}
-		uploaded, err = u.uploadRecording(ctx, file, false)
+		uploaded, err = u.uploadRecordingEvent(ctx, file, false, ev.Timestamp)
 	case event.ProcessStopped:
 		p := mp4WriterPath(ev)
 		if p == "" {
 			return nil
 		}
 		u.writerDone.add(p)
-		uploaded, err = u.uploadRecording(ctx, p, true)
+		uploaded, err = u.uploadRecordingEvent(ctx, p, true, ev.Timestamp)
 	default:
 		return nil
 	}

@@ -168,14 +168,20 @@ func (u *Uploader) unchanged(ctx context.Context, key string, st fileState) (boo
 
 // exists reports whether the bucket has an object under key.
 func (u *Uploader) exists(ctx context.Context, key string) (bool, error) {
-	_, err := u.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(key)})
+	out, err := u.head(ctx, key)
+	return out != nil, err
+}
+
+// head returns what HeadObject says of the object under key, or nil when there is none.
+func (u *Uploader) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	out, err := u.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(key)})
 	if err == nil {
-		return true, nil
+		return out, nil
 	}
 	if isNotFound(err) {
-		return false, nil
+		return nil, nil
 	}
-	return false, u.s3Error("head", key, err)
+	return nil, u.s3Error("head", key, err)
 }
 
 // uploadFile stores one file that references nothing (a segment, a fragment, a recording below
