@@ -301,7 +301,7 @@ func checkCommand(command string) error {
 	}
 	for i := 0; i < len(command); i++ {
 		ch := command[i]
-		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9') {
+		if (ch < 'a' || ch > 'z') && (ch < 'A' || ch > 'Z') && (ch < '0' || ch > '9') {
 			return fmt.Errorf("command name %q has a character other than a letter or digit", command)
 		}
 	}

@@ -118,7 +118,10 @@ func cmdDeadLetters(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer resp.Body.Close()
-	io.Copy(stdout, resp.Body)
+	if _, err := io.Copy(stdout, resp.Body); err != nil {
+		fmt.Fprintf(stderr, "read the answer to %s %s: %v\n", method, p, err)
+		return 1
+	}
 	if resp.StatusCode >= 300 {
 		return 1
 	}

@@ -216,10 +216,14 @@ func TestExampleConfigIsValid(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.ini")
-	os.WriteFile(good, []byte(`{"server": {"auth_token": "s3cr3t-token"}, "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "e.jsonl"}}}}`), 0o600)
+	if err := os.WriteFile(good, []byte(`{"server": {"auth_token": "s3cr3t-token"}, "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "e.jsonl"}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.ini")
-	os.WriteFile(bad, []byte(`{"server": {"listen": "nope", "max_body_bytes": -1},
-	  "plugins": {"EventLog": {"plugin_switch": "on", "parameters": {}}, "Nope": {"plugin_switch": "enabled"}}}`), 0o600)
+	if err := os.WriteFile(bad, []byte(`{"server": {"listen": "nope", "max_body_bytes": -1},
+	  "plugins": {"EventLog": {"plugin_switch": "on", "parameters": {}}, "Nope": {"plugin_switch": "enabled"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		file     string

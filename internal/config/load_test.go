@@ -676,7 +676,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"%v of Server":    fmt.Sprintf("%v", cfg.Server),
 		"%+v of Journal":  fmt.Sprintf("%+v", cfg.Journal),
 		"%#v of EMS":      fmt.Sprintf("%#v", cfg.EMS),
-		"%s of AuthToken": fmt.Sprintf("%s", cfg.Server.AuthToken),
+		"%s of AuthToken": fmt.Sprintf("%s", cfg.Server.AuthToken), //nolint:staticcheck // S1025: the %s verb is what is tested
 	}
 	for where, text := range printed {
 		for _, s := range secrets {

@@ -174,7 +174,7 @@ func checkKey(key string) error {
 	}
 	for i := 0; i < len(key); i++ {
 		c := key[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
 			return fmt.Errorf("parameter name %q: only letters, digits and _ are allowed (no templates)", key)
 		}
 	}

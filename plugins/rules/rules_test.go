@@ -17,10 +17,9 @@ import (
 
 // fixture is an Engine against fake EMS servers named "default" and "edge".
 type fixture struct {
-	engine        *Engine
-	def, edge     *emstest.Server
-	reg           *prometheus.Registry
-	defaultClient *emsclient.Client
+	engine    *Engine
+	def, edge *emstest.Server
+	reg       *prometheus.Registry
 }
 
 func newFixture(t *testing.T, params string) *fixture {

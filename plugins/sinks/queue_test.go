@@ -128,7 +128,9 @@ func TestQueueTornTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Write(tt.tail)
+			if _, err := f.Write(tt.tail); err != nil {
+				t.Fatal(err)
+			}
 			f.Close()
 
 			q2, err := openQueue(dir, 0)

@@ -100,7 +100,7 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	if err := bareCmd.Start(); err != nil {
 		return err
 	}
-	defer bareCmd.Process.Kill()
+	defer func() { _ = bareCmd.Process.Kill() }()
 	if err := waitHTTP("http://" + bareAddr + "/"); err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	if err != nil {
 		return err
 	}
-	defer ems.Process.Kill()
+	defer func() { _ = ems.Process.Kill() }()
 
 	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target, %d cores\n",
 		len(body), conns, dur, numCPU())
@@ -158,7 +158,7 @@ func startEmsflow(bin, dir string) (*exec.Cmd, string, error) {
 		return nil, "", err
 	}
 	if err := waitHTTP("http://" + addr + "/readyz"); err != nil {
-		ems.Process.Kill()
+		_ = ems.Process.Kill()
 		return nil, "", err
 	}
 	return ems, addr, nil
@@ -209,7 +209,7 @@ func runRate(bin string, body []byte, dur time.Duration, rate int) error {
 	if err != nil {
 		return err
 	}
-	defer ems.Process.Kill()
+	defer func() { _ = ems.Process.Kill() }()
 	r, err := load("http://"+addr+"/evowebservices", script, dur, rateConns)
 	if err != nil {
 		return err

@@ -151,9 +151,7 @@ func (s *Server) session(c net.Conn) {
 				if l == ".\r\n" || l == ".\n" {
 					break
 				}
-				if strings.HasPrefix(l, ".") {
-					l = l[1:]
-				}
+				l = strings.TrimPrefix(l, ".") // dot-stuffing
 				data.WriteString(l)
 			}
 			m.Data = data.String()
