@@ -69,7 +69,14 @@ func Decode(data []byte) (*Event, error) {
 // that key alone. Building the whole payload is most of the cost of receiving an event, and the
 // receiver only stores Raw; consumers Decode it fully. It validates the JSON, then walks only the
 // top-level members and those of the payload, without reflection.
-func DecodeEnvelope(data []byte) (*Event, error) {
+func DecodeEnvelope(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, true) }
+
+// DecodeHeader is DecodeEnvelope without customData: the returned Payload is empty. It is for
+// readers that need the envelope and Raw only (EventLog; the receiver when no EMS is told
+// apart by customData).
+func DecodeHeader(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, false) }
+
+func decodeEnvelopeOnly(data []byte, withCustomData bool) (*Event, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, errors.New("event is not a JSON object")
@@ -107,6 +114,9 @@ func DecodeEnvelope(data []byte) (*Event, error) {
 	}
 	if payload[0] != '{' {
 		return nil, errors.New("event payload is not a JSON object")
+	}
+	if !withCustomData {
+		return ev, nil
 	}
 	var cd []byte
 	// Most events have no customData: skip the walk unless the name, or an escape that could
@@ -201,6 +211,9 @@ func DecodeBatch(body []byte) ([]*Event, error) { return decodeBatch(body, Decod
 
 // DecodeBatchEnvelopes is DecodeBatch with DecodeEnvelope for each event.
 func DecodeBatchEnvelopes(body []byte) ([]*Event, error) { return decodeBatch(body, DecodeEnvelope) }
+
+// DecodeBatchHeaders is DecodeBatch with DecodeHeader for each event.
+func DecodeBatchHeaders(body []byte) ([]*Event, error) { return decodeBatch(body, DecodeHeader) }
 
 func decodeBatch(body []byte, decode func([]byte) (*Event, error)) ([]*Event, error) {
 	body = bytes.TrimSpace(body)

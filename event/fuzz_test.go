@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// FuzzDecodeEnvelopeAgrees: the fast envelope decoder accepts exactly what Decode accepts and
-// reads the same envelope and customData.
+// FuzzDecodeEnvelopeAgrees: the fast envelope decoders accept exactly what Decode accepts and
+// read the same envelope and Raw, DecodeEnvelope the same customData, DecodeHeader no payload.
 func FuzzDecodeEnvelopeAgrees(f *testing.F) {
 	files, _ := filepath.Glob("../webhook/testdata/*.json")
 	for _, fn := range files {
@@ -25,14 +25,20 @@ func FuzzDecodeEnvelopeAgrees(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		full, ferr := Decode(data)
 		env, eerr := DecodeEnvelope(data)
-		if (ferr == nil) != (eerr == nil) {
-			t.Fatalf("Decode err %v, DecodeEnvelope err %v, for %q", ferr, eerr, data)
+		hdr, herr := DecodeHeader(data)
+		if (ferr == nil) != (eerr == nil) || (ferr == nil) != (herr == nil) {
+			t.Fatalf("Decode err %v, DecodeEnvelope err %v, DecodeHeader err %v, for %q", ferr, eerr, herr, data)
 		}
 		if ferr != nil {
 			return
 		}
-		if full.Type != env.Type || full.ID != env.ID || full.Timestamp != env.Timestamp || full.ProcessID != env.ProcessID {
-			t.Fatalf("envelopes differ for %q: %+v vs %+v", data, full, env)
+		for _, e := range []*Event{env, hdr} {
+			if full.Type != e.Type || full.ID != e.ID || full.Timestamp != e.Timestamp || full.ProcessID != e.ProcessID || string(full.Raw) != string(e.Raw) {
+				t.Fatalf("envelopes differ for %q: %+v vs %+v", data, full, e)
+			}
+		}
+		if len(hdr.Payload) != 0 {
+			t.Fatalf("DecodeHeader read a payload for %q: %v", data, hdr.Payload)
 		}
 		fcd, fok := full.Payload.Lookup("customData")
 		ecd, eok := env.Payload.Lookup("customData")

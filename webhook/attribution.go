@@ -27,6 +27,16 @@ func newAttributor(cfg Config) *attributor {
 // known reports whether name is a configured EMS.
 func (a *attributor) known(name string) bool { return a.byName[name] }
 
+// usesCustomData reports whether some EMS is told apart by the customData of its events.
+func (a *attributor) usesCustomData() bool {
+	for _, s := range a.sources {
+		if s.CustomData != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // ambiguous reports whether an event can come from more than one EMS, so that falling back to
 // the default EMS is worth counting.
 func (a *attributor) ambiguous() bool { return len(a.sources) > 1 }

@@ -282,7 +282,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, ReasonBadJSON, "read body: "+err.Error())
 		return
 	}
-	evs, err := event.DecodeBatchEnvelopes(body)
+	decode := event.DecodeBatchHeaders
+	if s.attr.usesCustomData() {
+		decode = event.DecodeBatchEnvelopes
+	}
+	evs, err := decode(body)
 	if err != nil {
 		reason := ReasonBadJSON
 		if errors.Is(err, event.ErrNoType) {

@@ -319,9 +319,10 @@ func parseAck(b []byte) error {
 // DecodeMsg turns a journaled message back into an event.
 func DecodeMsg(m jetstream.Msg) (*event.Event, error) { return decodeMsg(m, event.Decode) }
 
-// DecodeMsgEnvelope is DecodeMsg without building the payload (event.DecodeEnvelope).
+// DecodeMsgEnvelope is DecodeMsg without building the payload (event.DecodeHeader): for
+// plugins that read the envelope and Raw only.
 func DecodeMsgEnvelope(m jetstream.Msg) (*event.Event, error) {
-	return decodeMsg(m, event.DecodeEnvelope)
+	return decodeMsg(m, event.DecodeHeader)
 }
 
 func decodeMsg(m jetstream.Msg, decode func([]byte) (*event.Event, error)) (*event.Event, error) {
