@@ -9,6 +9,7 @@ import (
 	"github.com/emsflow/emsflow/plugins/rules"
 	"github.com/emsflow/emsflow/plugins/s3upload"
 	"github.com/emsflow/emsflow/plugins/sinks"
+	"github.com/emsflow/emsflow/plugins/transcoderesetter"
 )
 
 // registry lists every plugin type this binary knows. Test builds add more (registry_test.go's
@@ -19,6 +20,7 @@ func registry() *plugins.Registry {
 	r.Register(autorouter.Kind, autorouter.Factory)
 	r.Register(recorder.Kind, recorder.Factory)
 	r.Register(loadbalancer.Kind, loadbalancer.Factory)
+	r.Register(transcoderesetter.Kind, transcoderesetter.Factory)
 	r.Register(string(s3upload.KindHLS), s3upload.HLSFactory)
 	r.Register(string(s3upload.KindHDS), s3upload.HDSFactory)
 	r.Register(string(s3upload.KindDASH), s3upload.DASHFactory)

@@ -18,7 +18,7 @@ import (
 
 // seedKinds are the plugin types config.ini.example shows.
 var seedKinds = []string{
-	"EventLog", "StreamAutoRouter", "StreamRecorder", "StreamLoadBalancer",
+	"EventLog", "StreamAutoRouter", "StreamRecorder", "StreamLoadBalancer", "TranscodeResetter",
 	"AmazonHLSUpload", "AmazonHDSUpload", "AmazonDASHUpload", "RecordUpload", "Rules", "EventSinks",
 }
 
@@ -439,11 +439,32 @@ func TestUnknownPluginListsKnownKinds(t *testing.T) {
 	if strings.Contains(msg, "Third") {
 		t.Errorf("a known type given by \"type\" was refused:\n%s", msg)
 	}
+}
 
-	// The PHP web services' own config.ini lists TranscodeResetter, which emsflow does not have.
-	path = writeConfig(t, "config.ini", "[Plugins]\nStreamRecorder = disabled\nTranscodeResetter = disabled\n")
-	if msg := loadErr(t, path); !strings.Contains(msg, `plugins.TranscodeResetter: unknown plugin "TranscodeResetter" (known: `) {
-		t.Errorf("got %s", msg)
+// TestPHPTranscodeResetterLoads: the PHP web services' own config.ini lists TranscodeResetter
+// (switched off, without a section); it loads in that form and switched on, with or without
+// its section, with the section's parameters kept as strings.
+func TestPHPTranscodeResetterLoads(t *testing.T) {
+	tests := []struct {
+		name, content string
+		enabled       bool
+		params        string
+	}{
+		{"the PHP config.ini's line", "[Plugins]\nStreamRecorder = disabled\nTranscodeResetter = disabled\n", false, "{}"},
+		{"enabled with its section", "[Plugins]\nTranscodeResetter = enabled\n\n[TranscodeResetter]\n", true, "{}"},
+		{"enabled with parameters", "[Plugins]\nTranscodeResetter = enabled\n\n[TranscodeResetter]\nvideo_feed_stopped = 1\n", true, `{"video_feed_stopped":"1"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := load(t, writeConfig(t, "config.ini", tt.content))
+			p := pluginByName(t, cfg, "TranscodeResetter")
+			if p.Type != "TranscodeResetter" || p.Enabled != tt.enabled {
+				t.Errorf("got type %q enabled %v, want TranscodeResetter enabled %v", p.Type, p.Enabled, tt.enabled)
+			}
+			if got := strings.Join(strings.Fields(string(p.Params)), ""); got != tt.params {
+				t.Errorf("params %s, want %s", got, tt.params)
+			}
+		})
 	}
 }
 
