@@ -74,7 +74,17 @@ func coerce(t reflect.Type, v any) (any, error) {
 	s, isString := v.(string)
 	switch {
 	case t == durationType:
-		return v, nil // Duration.UnmarshalJSON reads both forms
+		// Duration.UnmarshalJSON reads both forms; try it here so that its error is reported
+		// with the parameter's name.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		var d Duration
+		if err := d.UnmarshalJSON(b); err != nil {
+			return nil, err
+		}
+		return v, nil
 	case !isString:
 		return v, nil
 	}

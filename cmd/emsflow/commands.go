@@ -21,8 +21,10 @@ import (
 
 func newAdmin(j *journal.Journal, log zerolog.Logger) http.Handler { return admin.New(j, log) }
 
-// cmdCheckConfig loads, validates and builds every enabled plugin (constructors do no I/O), then
-// prints the effective configuration with secrets redacted.
+// cmdCheckConfig loads, validates and builds every plugin (constructors do no I/O), then prints
+// the effective configuration with secrets redacted. A disabled plugin's problems are warnings:
+// serve does not build it, and the EvoStream web services' own config files list plugins
+// disabled with placeholder parameters, which must not stop them loading.
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -32,14 +34,19 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	reg := registry()
 	cfg, err := loadConfig(*path, os.Environ(), reg)
+	var disabledErr error
 	if err == nil {
 		hc := newHTTPClient()
 		clients, cerr := emsClients(cfg, hc)
 		_, perr := buildPlugins(cfg, reg, clients, hc, prometheus.NewRegistry(), zerolog.Nop(), true)
+		_, disabledErr = buildPlugins(cfg, reg, clients, hc, prometheus.NewRegistry(), zerolog.Nop(), false)
 		_, werr := webhookConfig(cfg)
 		if cerr != nil || perr != nil || werr != nil {
 			err = joinNonNil(cerr, perr, werr)
 		}
+	}
+	if disabledErr != nil {
+		fmt.Fprintf(stderr, "warning: disabled plugins that would not start if enabled:\n%s\n", indentLines(disabledErr.Error()))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "configuration %s is invalid:\n%s\n", orDefault(*path, "<embedded defaults>"), indentLines(err.Error()))

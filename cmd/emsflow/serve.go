@@ -72,14 +72,14 @@ type app struct {
 	started atomic.Bool
 }
 
-// buildPlugins constructs every enabled plugin (every plugin with all set, which check-config
-// uses to validate the parameters of disabled ones too: constructors do no I/O).
+// buildPlugins constructs every enabled plugin, or with enabled false every disabled one (which
+// check-config uses to check their parameters too: constructors do no I/O).
 func buildPlugins(cfg *config.Config, reg *plugins.Registry, ems map[string]*emsclient.Client,
-	hc *http.Client, metrics prometheus.Registerer, log zerolog.Logger, all bool) ([]dispatch.Entry, error) {
+	hc *http.Client, metrics prometheus.Registerer, log zerolog.Logger, enabled bool) ([]dispatch.Entry, error) {
 	var entries []dispatch.Entry
 	var errs []error
 	for _, pc := range cfg.Plugins {
-		if !pc.Enabled && !all {
+		if pc.Enabled != enabled {
 			continue
 		}
 		dataDir := filepath.Join(cfg.Journal.DataDir, "plugins", pc.Name)
@@ -181,7 +181,7 @@ func serve(ctx context.Context, path string, env []string, stderr io.Writer) err
 	if err != nil {
 		return &configError{err}
 	}
-	entries, err := buildPlugins(cfg, reg, ems, hc, a.reg, log, false)
+	entries, err := buildPlugins(cfg, reg, ems, hc, a.reg, log, true)
 	if err != nil {
 		return &configError{err}
 	}

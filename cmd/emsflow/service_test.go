@@ -224,6 +224,15 @@ func TestCheckConfig(t *testing.T) {
 	  "plugins": {"EventLog": {"plugin_switch": "on", "parameters": {}}, "Nope": {"plugin_switch": "enabled"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The PHP web services' form: a plugin listed disabled with a placeholder parameter.
+	disabledBad := filepath.Join(dir, "disabled.ini")
+	if err := os.WriteFile(disabledBad, []byte("[Plugins]\nEventLog = enabled\nStreamRecorder = disabled\n\n[EventLog]\npath = e.jsonl\n\n[StreamRecorder]\nperiod_time = soon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enabledBad := filepath.Join(dir, "enabled.ini")
+	if err := os.WriteFile(enabledBad, []byte("[Plugins]\nStreamRecorder = enabled\n\n[StreamRecorder]\nperiod_time = soon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		file     string
@@ -233,6 +242,8 @@ func TestCheckConfig(t *testing.T) {
 	}{
 		{"valid config printed redacted", good, 0, []string{`"auth_token": "\u003credacted\u003e"`, "is valid"}, []string{"s3cr3t-token"}},
 		{"every problem listed", bad, 1, []string{"listen", "max_body_bytes", "plugin_switch", `unknown plugin "Nope"`}, nil},
+		{"a disabled plugin's problem is a warning", disabledBad, 0, []string{"warning: disabled plugins", "StreamRecorder", "period_time", "is valid"}, nil},
+		{"an enabled plugin's problem is an error", enabledBad, 1, []string{"is invalid", "StreamRecorder", "period_time"}, []string{"warning"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
