@@ -147,7 +147,7 @@ func startEmsflow(bin, dir string) (*exec.Cmd, string, error) {
 	addr := freeAddr()
 	cfg := filepath.Join(dir, "config.ini")
 	if err := os.WriteFile(cfg, []byte(`{"log": {"level": "warn"}, "journal": {"data_dir": "data"},
-	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl"}}}}`), 0o600); err != nil {
+	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl", "max_files": 1000}}}}`), 0o600); err != nil {
 		return nil, "", err
 	}
 	ems := exec.Command(bin, "serve", "--config", cfg)
