@@ -137,6 +137,9 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	if distinct != lines {
 		return fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
 	}
+	if accepted != strconv.Itoa(distinct) {
+		return fmt.Errorf("EventLog logged %d distinct events, the webhook accepted %s", distinct, accepted)
+	}
 	return nil
 }
 
