@@ -11,6 +11,22 @@ import (
 // dependencies. It validates the parameters and does no I/O.
 type Factory func(name string, params json.RawMessage, deps Deps) (Plugin, error)
 
+// FactoryOf is the Factory of a plugin whose parameters decode (DecodeParams) into a C and whose
+// constructor is newPlugin. A constructor's error comes back with a nil Plugin, not a typed nil.
+func FactoryOf[C any, P Plugin](newPlugin func(name string, cfg C, deps Deps) (P, error)) Factory {
+	return func(name string, params json.RawMessage, deps Deps) (Plugin, error) {
+		var cfg C
+		if err := DecodeParams(params, &cfg); err != nil {
+			return nil, err
+		}
+		p, err := newPlugin(name, cfg, deps)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+}
+
 // Registry maps plugin type names (StreamAutoRouter, AmazonHLSUpload, ...) to factories. main
 // fills it explicitly; there is no init() registration.
 type Registry struct {

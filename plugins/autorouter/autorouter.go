@@ -12,7 +12,6 @@ package autorouter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -54,13 +53,7 @@ var (
 )
 
 // Factory builds a Router from its configuration parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New validates cfg and returns a Router. It does no I/O.
 func New(name string, cfg Config, deps plugins.Deps) (*Router, error) {

@@ -15,7 +15,6 @@ package eventlog
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -107,13 +106,7 @@ func New(name string, cfg Config, deps plugins.Deps) (*EventLog, error) {
 }
 
 // Factory builds an EventLog from raw parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // Name returns the instance name.
 func (l *EventLog) Name() string { return l.name }

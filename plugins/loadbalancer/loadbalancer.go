@@ -17,7 +17,6 @@ package loadbalancer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -72,13 +71,7 @@ var (
 )
 
 // Factory builds a Balancer from its configuration parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New validates cfg and builds a client for every destination with deps.HTTPClient. It does no
 // I/O.

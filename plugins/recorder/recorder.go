@@ -17,7 +17,6 @@ package recorder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -61,13 +60,7 @@ var (
 )
 
 // Factory builds a Recorder from its configuration parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New validates cfg and returns a Recorder. It does no I/O: file_location is a folder on the
 // EMS host, which may not be this one.

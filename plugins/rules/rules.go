@@ -2,7 +2,6 @@ package rules
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -68,13 +67,7 @@ var (
 )
 
 // Factory builds an Engine from raw parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New validates cfg against the configured EMS servers and builds the Engine. It does no I/O.
 // Every problem (unknown command, bad template, unknown event, bad filter, unknown EMS) is

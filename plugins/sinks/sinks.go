@@ -95,13 +95,7 @@ type Sinks struct {
 }
 
 // Factory builds an EventSinks instance from raw parameters; it validates them and does no I/O.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New builds an instance from typed configuration. It validates the configuration and does no
 // I/O; Start opens the queues.

@@ -64,13 +64,7 @@ type Resetter struct {
 var _ plugins.Plugin = (*Resetter)(nil)
 
 // Factory builds a Resetter from its configuration parameters, for the plugin registry.
-func Factory(name string, params json.RawMessage, deps plugins.Deps) (plugins.Plugin, error) {
-	var cfg Config
-	if err := plugins.DecodeParams(params, &cfg); err != nil {
-		return nil, err
-	}
-	return New(name, cfg, deps)
-}
+var Factory = plugins.FactoryOf(New)
 
 // New validates cfg and returns a Resetter. It does no I/O.
 func New(name string, cfg Config, deps plugins.Deps) (*Resetter, error) {
