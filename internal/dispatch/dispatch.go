@@ -288,9 +288,10 @@ func (r *runner) open(ctx context.Context, again bool) (jetstream.MessagesContex
 	}
 	iter, err := r.cons.Messages(
 		jetstream.PullMaxMessages(r.pol.Concurrency*8),
-		// Under saturating load the client's pull bookkeeping can end up waiting for messages
-		// no pull request asks for; deliveries then stop until a heartbeat is missed. A short
-		// heartbeat and pull expiry bound that stall to about two seconds (it was 30 s).
+		// Under saturating load deliveries were seen to stop with messages pending until the
+		// iterator reported a missed heartbeat (the cause, in nats.go's pull bookkeeping or
+		// the server, was not found). A short heartbeat and pull expiry bound such a stall to
+		// about two seconds; with the defaults it lasted 30 s.
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.PullHeartbeat(pullHeartbeat),
 	)
