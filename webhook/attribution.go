@@ -11,15 +11,17 @@ import (
 
 // attributor decides which configured EMS sent an event.
 type attributor struct {
-	sources []EMSSource
-	byName  map[string]bool
-	def     string
+	sources    []EMSSource
+	byName     map[string]bool
+	def        string
+	customData bool // some source is told apart by customData
 }
 
 func newAttributor(cfg Config) *attributor {
 	a := &attributor{sources: cfg.EMS, byName: map[string]bool{}, def: cfg.DefaultEMS}
 	for _, s := range cfg.EMS {
 		a.byName[s.Name] = true
+		a.customData = a.customData || s.CustomData != ""
 	}
 	return a
 }
@@ -28,14 +30,7 @@ func newAttributor(cfg Config) *attributor {
 func (a *attributor) known(name string) bool { return a.byName[name] }
 
 // usesCustomData reports whether some EMS is told apart by the customData of its events.
-func (a *attributor) usesCustomData() bool {
-	for _, s := range a.sources {
-		if s.CustomData != "" {
-			return true
-		}
-	}
-	return false
-}
+func (a *attributor) usesCustomData() bool { return a.customData }
 
 // ambiguous reports whether an event can come from more than one EMS, so that falling back to
 // the default EMS is worth counting.

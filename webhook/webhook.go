@@ -204,10 +204,11 @@ func (s *Server) Addr() string {
 
 func (s *Server) routes(gatherer prometheus.Gatherer) http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.recoverer)
+	r.Use(s.requestID)
 	if s.log.GetLevel() <= zerolog.DebugLevel {
-		r.Use(s.accessLog)
+		r.Use(s.accessLog) // outside the recoverer, so a panic's 500 is logged too
 	}
+	r.Use(s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path: "+r.URL.Path)
 	})

@@ -944,6 +944,20 @@ func TestPanicRecovered(t *testing.T) {
 	if a := do(t, http.MethodGet, env.url+"/healthz", nil, nil); a.status != 200 {
 		t.Errorf("healthz after panic = %d, want 200", a.status)
 	}
+
+	// At debug level the panicking request still has its access line, with the 500.
+	var logBuf syncBuffer
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{}, &fakeJournal{panicV: "boom"}, nil, reg, reg, zerolog.New(&logBuf).Level(zerolog.DebugLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	post(t, hs.URL+"/evowebservices", string(fixture(t, "timerTriggered.json")))
+	if !regexp.MustCompile(`"status":500.*"message":"http request"`).MatchString(logBuf.String()) {
+		t.Errorf("no access line with status 500 for the panicking request:\n%s", logBuf.String())
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
