@@ -83,7 +83,7 @@ func (u *Uploader) recordKey(file string) (string, error) {
 
 // uploadRecording stores a recording once it is complete. An MP4 is complete when EMS's mp4
 // writer has finished (its processStopped names the file), or when the file has not changed for
-// stable_for and the writer's parts (.info, .mdat) are gone.
+// stable_for and the writer's parts (.info, .mdat, .track1, .track2) are gone.
 func (u *Uploader) uploadRecording(ctx context.Context, file string, writerFinished bool) (bool, error) {
 	key, err := u.recordKey(file)
 	if err != nil {
@@ -191,7 +191,13 @@ func (u *Uploader) mp4Complete(file string) error {
 		return u.fileError(err)
 	}
 	base := strings.TrimSuffix(file, path.Ext(file))
-	for _, part := range []string{base + ".info", base + ".mdat", file + ".info", file + ".mdat"} {
+	// EMS writes name.info/.mdat/.track1/.track2 before evo-mp4writer assembles them (reference
+	// §1.6.2).
+	var parts []string
+	for _, ext := range []string{".info", ".mdat", ".track1", ".track2"} {
+		parts = append(parts, base+ext, file+ext)
+	}
+	for _, part := range parts {
 		if _, err := u.roots.stat(part); err == nil {
 			return fmt.Errorf("%s: %w: writer parts such as %s are still there", file, errIncomplete, path.Base(part))
 		}

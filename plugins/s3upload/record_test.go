@@ -43,6 +43,14 @@ func TestRecordMP4WaitsForWriter(t *testing.T) {
 	if err := os.Remove(filepath.Join(media, "1_0001.info")); err != nil {
 		t.Fatal(err)
 	}
+	// A track part left alone still means the writer has not finished.
+	writeFile(t, filepath.Join(media, "1_0001.track2"), []byte("writer part"))
+	if err := e.u.Handle(t.Context(), closed); !errors.Is(err, errIncomplete) || !strings.Contains(err.Error(), "1_0001.track2") {
+		t.Fatalf("recordChunkClosed with a .track2 part present: got %v, want incomplete naming it", err)
+	}
+	if err := os.Remove(filepath.Join(media, "1_0001.track2")); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.u.Handle(t.Context(), closed); !errors.Is(err, errIncomplete) {
 		t.Fatalf("recordChunkClosed of a fresh file (stable_for 1h): got %v, want incomplete", err)
 	}
