@@ -123,7 +123,11 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return fmt.Errorf("emsflow: %w", err)
 	}
 	rss := peakRSS(ems.Process.Pid)
+	// How far the dispatcher kept up: ingest alone is faster when EventLog falls behind.
+	handledAtEnd, acceptedAtEnd := metric(emsAddr, handRe), metric(emsAddr, accRe)
+	settleStart := time.Now()
 	settleEventLog(emsAddr, 2*time.Minute)
+	caughtUp := time.Since(settleStart)
 	accepted := metric(emsAddr, accRe) // after the requests still in flight when wrk stopped
 	lines, distinct := countLines(filepath.Join(tmp, "events.jsonl*"))
 	fmt.Printf("%-22s %12s %10s %10s %8s\n", "target", "events/s", "p50", "p99", "non-2xx")
@@ -134,6 +138,8 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	fmt.Printf("emsflow peak RSS: %.1f MB (target <= 80 MB)\n", float64(rss)/1e6)
 	fmt.Printf("emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct\n",
 		accepted, e.requests, lines, distinct)
+	fmt.Printf("EventLog had handled %s of %s events when the load ended, all %s later\n",
+		handledAtEnd, acceptedAtEnd, caughtUp.Round(100*time.Millisecond))
 	if distinct != lines {
 		return fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
 	}
