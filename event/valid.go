@@ -1,17 +1,15 @@
 package event
 
-// valid reports whether data is one JSON value, exactly as encoding/json.Valid does (fuzzed for
-// agreement in FuzzValidAgrees), in one pass without the standard scanner's per-byte function
-// calls: receiving an event is mostly this check, so its speed is the webhook's.
-//
-// As encoding/json does, it accepts invalid UTF-8 inside strings and refuses nesting deeper than
+// validate reports whether data is one JSON value, exactly as encoding/json.Valid does (fuzzed
+// for agreement in FuzzValidAgrees), in one pass without the standard scanner's per-byte
+// function calls: receiving an event is mostly this check, so its speed is the webhook's. As
+// encoding/json does, it accepts invalid UTF-8 inside strings and refuses nesting deeper than
 // 10000.
-func valid(data []byte) bool { return validate(data, nil) }
-
-// validate is valid that also, when data is an object and member is not nil, calls member with
-// the name (unquoted) and the raw value of each of its top-level members, in order, as it
-// passes them: the envelope is read in the same pass that checks the JSON. When validate
-// returns false, the calls made so far are meaningless.
+//
+// When data is an object and member is not nil, validate also calls member with the name
+// (unquoted) and the raw value of each of its top-level members, in order, as it passes them:
+// the envelope is read in the same pass that checks the JSON. When validate returns false, the
+// calls made so far are meaningless.
 func validate(data []byte, member func(key, val []byte)) bool {
 	// stack holds, per open container, '{' or '['.
 	var stack []byte

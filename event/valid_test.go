@@ -34,8 +34,8 @@ func addFixtures(f *testing.F) {
 
 func TestValidAgreesOnSeeds(t *testing.T) {
 	for _, s := range validSeeds {
-		if got, want := valid([]byte(s)), json.Valid([]byte(s)); got != want {
-			t.Errorf("valid(%.40q) = %v, encoding/json says %v", s, got, want)
+		if got, want := validate([]byte(s), nil), json.Valid([]byte(s)); got != want {
+			t.Errorf("validate(%.40q) = %v, encoding/json says %v", s, got, want)
 		}
 	}
 }
@@ -43,8 +43,8 @@ func TestValidAgreesOnSeeds(t *testing.T) {
 func FuzzValidAgrees(f *testing.F) {
 	addFixtures(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if got, want := valid(data), json.Valid(data); got != want {
-			t.Fatalf("valid(%q) = %v, encoding/json says %v", data, got, want)
+		if got, want := validate(data, nil), json.Valid(data); got != want {
+			t.Fatalf("validate(%q) = %v, encoding/json says %v", data, got, want)
 		}
 	})
 }
@@ -81,7 +81,7 @@ func BenchmarkValid(b *testing.B) {
 	b.Run("event", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if !valid(data) {
+			if !validate(data, nil) {
 				b.Fatal("invalid")
 			}
 		}
