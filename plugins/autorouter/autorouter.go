@@ -30,11 +30,6 @@ import (
 	"github.com/emsflow/emsflow/plugins/provenance"
 )
 
-// reconcileTimeout bounds one reconciliation pass.
-const reconcileTimeout = 2 * time.Minute
-
-var errReconcileTimeout = errors.New("reconciliation pass took too long")
-
 // Router is one StreamAutoRouter instance. Handle and Reconcile are safe for concurrent use.
 type Router struct {
 	name    string
@@ -102,7 +97,7 @@ func (r *Router) Handle(ctx context.Context, ev *event.Event) error {
 // Reconcile makes sure every live inbound stream that should be routed is pushed to every
 // destination, on every EMS in scope. Each push it has to make is a repair, logged and counted.
 func (r *Router) Reconcile(ctx context.Context) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, reconcileTimeout, errReconcileTimeout)
+	ctx, cancel := act.ReconcileContext(ctx)
 	defer cancel()
 	snap := act.NewSnapshot(r.ems)
 	var errs []error

@@ -37,11 +37,6 @@ import (
 	"github.com/emsflow/emsflow/plugins/provenance"
 )
 
-// reconcileTimeout bounds one reconciliation pass.
-const reconcileTimeout = 2 * time.Minute
-
-var errReconcileTimeout = errors.New("reconciliation pass took too long")
-
 // member is one EMS of the group.
 type member struct {
 	key    string // API URL without credentials: scheme://host:port/path
@@ -200,7 +195,7 @@ func (b *Balancer) Handle(ctx context.Context, ev *event.Event) error {
 // replica on every other member, and every replica this instance made whose origin stream is
 // gone is removed. An origin that cannot be reached is left alone, and so are its replicas.
 func (b *Balancer) Reconcile(ctx context.Context) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, reconcileTimeout, errReconcileTimeout)
+	ctx, cancel := act.ReconcileContext(ctx)
 	defer cancel()
 	snap := act.NewSnapshot(b.ems)
 	memberSnap := act.NewSnapshot(b.memberClients())

@@ -34,11 +34,6 @@ import (
 	"github.com/emsflow/emsflow/plugins/provenance"
 )
 
-// reconcileTimeout bounds one reconciliation pass.
-const reconcileTimeout = 2 * time.Minute
-
-var errReconcileTimeout = errors.New("reconciliation pass took too long")
-
 // localStreamNameVar is the original StreamRecorder's user variable; it is kept on emsflow's
 // records so that recordChunk* events name their stream for the uploaders (reference §4.2).
 const localStreamNameVar = "_localStreamName"
@@ -112,7 +107,7 @@ func (r *Recorder) Handle(ctx context.Context, ev *event.Event) error {
 // cleanup_on_close, removes this instance's record configs whose stream is gone. Each repair is
 // logged and counted.
 func (r *Recorder) Reconcile(ctx context.Context) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, reconcileTimeout, errReconcileTimeout)
+	ctx, cancel := act.ReconcileContext(ctx)
 	defer cancel()
 	snap := act.NewSnapshot(r.ems)
 	var errs []error

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -19,6 +20,17 @@ import (
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/plugins"
 )
+
+// reconcileTimeout bounds one reconciliation pass of a stream plugin.
+const reconcileTimeout = 2 * time.Minute
+
+// ErrReconcileTimeout is the cause of a reconciliation pass's context when it took too long.
+var ErrReconcileTimeout = errors.New("reconciliation pass took too long")
+
+// ReconcileContext bounds one reconciliation pass (2 minutes; the cause is ErrReconcileTimeout).
+func ReconcileContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, reconcileTimeout, ErrReconcileTimeout)
+}
 
 // Skip reasons shared by the stream plugins (label values of the skipped counter).
 const (
