@@ -72,11 +72,7 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk not found: install it with 'apt-get install wrk'")
 	}
-	bin, err := filepath.Abs(bin)
-	if err != nil {
-		return err
-	}
-	body, err := os.ReadFile(fixture)
+	bin, body, err := inputs(bin, fixture)
 	if err != nil {
 		return err
 	}
@@ -150,6 +146,16 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 }
 
 // luaScript makes each request's body unique by rewriting the envelope id and uniqueId.
+// inputs returns the absolute path of the emsflow binary and the event body template.
+func inputs(bin, fixture string) (string, []byte, error) {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return "", nil, err
+	}
+	body, err := os.ReadFile(fixture)
+	return abs, body, err
+}
+
 // startEmsflow runs emsflow with EventLog enabled on a fresh journal in dir and waits until it
 // is ready.
 func startEmsflow(bin, dir string) (*exec.Cmd, string, error) {
@@ -179,11 +185,7 @@ const rateConns = 10
 // runRates measures emsflow alone at fixed rates below saturation, each on a fresh journal:
 // what an EMS fleet sends is tens to hundreds of events per second, not wrk's maximum.
 func runRates(bin, fixture string, dur time.Duration, rates string) error {
-	bin, err := filepath.Abs(bin)
-	if err != nil {
-		return err
-	}
-	body, err := os.ReadFile(fixture)
+	bin, body, err := inputs(bin, fixture)
 	if err != nil {
 		return err
 	}
