@@ -217,6 +217,9 @@ func serve(ctx context.Context, path string, env []string, stderr io.Writer) err
 		}
 		log.Info().Msg("journal closed")
 	}()
+	if err := a.reg.Register(a.journal.Collector()); err != nil {
+		return fmt.Errorf("register journal metrics: %w", err)
+	}
 
 	a.disp, err = dispatch.New(a.journal, entries, a.reg, log)
 	if err != nil {

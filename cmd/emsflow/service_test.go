@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,6 +120,16 @@ func TestDuplicatePostStoredOnce(t *testing.T) {
 		got, _ := plugintest.ReadLines(filepath.Join(dir, "ledger.txt"))
 		return len(got) >= 2
 	})
+	// The journal's gauges, as an operator sees them: two events stored.
+	resp, err := http.Get(svc.URL("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `emsflow_journal_messages{stream="events"} 2` + "\n"; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 	svc.Stop()
 	calls, _ := plugintest.ReadLines(filepath.Join(dir, "calls.txt"))
 	if len(calls) != 2 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/emsflow/emsflow/event"
@@ -109,4 +110,72 @@ func TestAppendThroughServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no stream answered") {
 		t.Errorf("publish to a subject no stream takes = %v, want 'no stream answered'", err)
 	}
+}
+
+// TestCollector: the gauges report what the streams hold, and a journal that cannot answer is
+// reported as a scrape error instead of stale or zero counts.
+func TestCollector(t *testing.T) {
+	j, err := Open(t.Context(), Config{DataDir: t.TempDir(), DedupeWindow: time.Minute}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	body, err := os.ReadFile("../../webhook/testdata/inStreamCreated.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.DecodeEnvelope(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev2 := *ev
+	ev.EMS, ev2.EMS = "ems1", "ems2"
+	if err := j.Append(t.Context(), []*event.Event{ev, &ev2, ev}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(j.Collector())
+	got := gather(t, reg)
+	want := map[string]float64{
+		`emsflow_journal_messages{stream="events"}`:      2,
+		`emsflow_journal_messages{stream="dead"}`:        0,
+		`emsflow_journal_scrape_errors{stream="events"}`: 0,
+		`emsflow_journal_scrape_errors{stream="dead"}`:   0,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	if b := got[`emsflow_journal_bytes{stream="events"}`]; b < float64(2*len(body)) {
+		t.Errorf("events stream bytes = %v, want at least the two bodies (%d)", b, 2*len(body))
+	}
+
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got = gather(t, reg)
+	if _, ok := got[`emsflow_journal_messages{stream="events"}`]; ok || got[`emsflow_journal_scrape_errors{stream="events"}`] != 1 {
+		t.Errorf("after Close: %v, want only scrape errors", got)
+	}
+}
+
+// gather returns every gauge of reg as name{labels} → value.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
