@@ -1,9 +1,13 @@
 // Command benchingest measures webhook ingest: a realistic inStreamCreated (about 2 KB, a
 // distinct id per request so the journal's dedupe does not short-cut anything) POSTed by wrk
 // with 64 connections to emsflow's durable webhook, and in the same run the same load against a
-// bare net/http handler that answers 200 and does nothing. It prints events/s, p50 and p99, the
-// ratio to the bare handler, and emsflow's peak RSS. With -rates it then measures emsflow alone at
-// fixed rates below saturation (peak RSS and latency at what a fleet really sends).
+// bare net/http handler that answers 200 and does nothing. emsflow runs twice, each time on a
+// fresh journal: with no plugin subscribed (ingest alone: webhook and journal), and with EventLog
+// consuming the same events while they arrive (the dispatcher competes for the same cores). It
+// prints events/s, p50 and p99, the ratio to the bare handler and emsflow's peak RSS for each,
+// and fails unless the journal holds every accepted event (journal only) and EventLog wrote every
+// accepted event once. With -rates it then measures emsflow with EventLog at fixed rates below
+// saturation (peak RSS and latency at what a fleet really sends).
 //
 //	go run ./internal/tools/benchingest -emsflow bin/emsflow -duration 20s
 package main
@@ -11,6 +15,7 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -62,6 +67,8 @@ func serveBare(addr string) {
 }
 
 type result struct {
+	name     string
+	rss      int64 // peak, bytes
 	rps      float64
 	p50, p99 time.Duration
 	non2xx   int
@@ -101,48 +108,95 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return err
 	}
 
-	// emsflow with its default plugin (EventLog) on a fresh journal.
-	ems, emsAddr, err := startEmsflow(bin, tmp)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ems.Process.Kill() }()
-
 	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target, %d cores\n",
 		len(body), conns, dur, numCPU())
 	b, err := load("http://"+bareAddr+"/evowebservices", script, dur, conns)
 	if err != nil {
 		return fmt.Errorf("bare handler: %w", err)
 	}
-	e, err := load("http://"+emsAddr+"/evowebservices", script, dur, conns)
+	j, err := ingestOnly(bin, tmp, script, dur, conns)
 	if err != nil {
-		return fmt.Errorf("emsflow: %w", err)
+		return err
 	}
-	rss := peakRSS(ems.Process.Pid)
+	e, err := withEventLog(bin, tmp, script, dur, conns)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-26s %10s %10s %10s %8s %14s\n", "target", "events/s", "p50", "p99", "non-2xx", "peak RSS (MB)")
+	fmt.Printf("%-26s %10.0f %10s %10s %8d %14s\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx, "")
+	for _, r := range []result{j.result, e.result} {
+		fmt.Printf("%-26s %10.0f %10s %10s %8d %14.1f\n", r.name, r.rps, r.p50, r.p99, r.non2xx, float64(r.rss)/1e6)
+	}
+	fmt.Printf("ingest (journal only): ratio %.2f (target >= 0.5), p99 %s (target <= 10ms), peak RSS %.1f MB (target <= 80 MB)\n",
+		j.rps/b.rps, j.p99, float64(j.rss)/1e6)
+	fmt.Printf("ingest while EventLog consumes: ratio %.2f, p99 %s, peak RSS %.1f MB\n", e.rps/b.rps, e.p99, float64(e.rss)/1e6)
+	fmt.Println(j.check)
+	fmt.Println(e.check)
+	return errors.Join(j.err, e.err)
+}
+
+// target is one emsflow target's figures and the check that it lost nothing.
+type target struct {
+	result
+	check string // what was verified, for the report
+	err   error  // the check failed
+}
+
+// ingestOnly measures the webhook and journal alone: no plugin subscribes, so nothing reads
+// the journal during the load. The journal must then hold exactly the accepted events (the
+// ids are distinct, so dedupe must not drop any).
+func ingestOnly(bin, dir, script string, dur time.Duration, conns int) (target, error) {
+	dir = filepath.Join(dir, "journal-only")
+	ems, addr, err := startEmsflow(bin, dir, false)
+	if err != nil {
+		return target{}, err
+	}
+	defer func() { _ = ems.Process.Kill() }()
+	r, err := load("http://"+addr+"/evowebservices", script, dur, conns)
+	if err != nil {
+		return target{}, fmt.Errorf("emsflow: %w", err)
+	}
+	r.name, r.rss = "emsflow (journal only)", peakRSS(ems.Process.Pid)
+	// Requests in flight when wrk stopped are still answered; wait until the count is stable.
+	accepted, stored := settle(addr, accRe, storedRe)
+	out := target{result: r, check: fmt.Sprintf("journal only: emsflow accepted %s events (%d requests), the journal holds %s", accepted, r.requests, stored)}
+	if accepted == "?" || accepted != stored {
+		out.err = fmt.Errorf("journal only: accepted %s events, journal holds %s", accepted, stored)
+	}
+	return out, nil
+}
+
+// withEventLog measures ingest while EventLog consumes the same events, and checks that every
+// accepted event was written to its file once.
+func withEventLog(bin, dir, script string, dur time.Duration, conns int) (target, error) {
+	dir = filepath.Join(dir, "eventlog")
+	ems, addr, err := startEmsflow(bin, dir, true)
+	if err != nil {
+		return target{}, err
+	}
+	defer func() { _ = ems.Process.Kill() }()
+	r, err := load("http://"+addr+"/evowebservices", script, dur, conns)
+	if err != nil {
+		return target{}, fmt.Errorf("emsflow: %w", err)
+	}
+	r.name, r.rss = "emsflow + EventLog", peakRSS(ems.Process.Pid)
 	// How far the dispatcher kept up: ingest alone is faster when EventLog falls behind.
-	handledAtEnd, acceptedAtEnd := metric(emsAddr, handRe), metric(emsAddr, accRe)
+	handledAtEnd, acceptedAtEnd := metric(addr, handRe), metric(addr, accRe)
 	settleStart := time.Now()
-	settleEventLog(emsAddr, 2*time.Minute)
+	settleEventLog(addr, 2*time.Minute)
 	caughtUp := time.Since(settleStart)
-	accepted := metric(emsAddr, accRe) // after the requests still in flight when wrk stopped
-	lines, distinct := countLines(filepath.Join(tmp, "events.jsonl*"))
-	fmt.Printf("%-22s %12s %10s %10s %8s\n", "target", "events/s", "p50", "p99", "non-2xx")
-	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx)
-	fmt.Printf("%-22s %12.0f %10s %10s %8d\n", "emsflow (durable)", e.rps, e.p50, e.p99, e.non2xx)
-	fmt.Printf("ratio emsflow/bare: %.2f (target >= 0.5)\n", e.rps/b.rps)
-	fmt.Printf("emsflow p99: %s (target <= 10ms)\n", e.p99)
-	fmt.Printf("emsflow peak RSS: %.1f MB (target <= 80 MB)\n", float64(rss)/1e6)
-	fmt.Printf("emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct\n",
-		accepted, e.requests, lines, distinct)
-	fmt.Printf("EventLog had handled %s of %s events when the load ended, all %s later\n",
-		handledAtEnd, acceptedAtEnd, caughtUp.Round(100*time.Millisecond))
-	if distinct != lines {
-		return fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
+	accepted := metric(addr, accRe) // after the requests still in flight when wrk stopped
+	lines, distinct := countLines(filepath.Join(dir, "events.jsonl*"))
+	out := target{result: r, check: fmt.Sprintf("with EventLog: emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct; "+
+		"it had handled %s of %s events when the load ended, all %s later",
+		accepted, r.requests, lines, distinct, handledAtEnd, acceptedAtEnd, caughtUp.Round(100*time.Millisecond))}
+	switch {
+	case distinct != lines:
+		out.err = fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
+	case accepted != strconv.Itoa(distinct):
+		out.err = fmt.Errorf("EventLog logged %d distinct events, the webhook accepted %s", distinct, accepted)
 	}
-	if accepted != strconv.Itoa(distinct) {
-		return fmt.Errorf("EventLog logged %d distinct events, the webhook accepted %s", distinct, accepted)
-	}
-	return nil
+	return out, nil
 }
 
 // luaScript makes each request's body unique by rewriting the envelope id and uniqueId.
@@ -156,13 +210,20 @@ func inputs(bin, fixture string) (string, []byte, error) {
 	return abs, body, err
 }
 
-// startEmsflow runs emsflow with EventLog enabled on a fresh journal in dir and waits until it
-// is ready.
-func startEmsflow(bin, dir string) (*exec.Cmd, string, error) {
+// startEmsflow runs emsflow on a fresh journal in dir, with EventLog enabled or not, and waits
+// until it is ready.
+func startEmsflow(bin, dir string, eventLog bool) (*exec.Cmd, string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, "", err
+	}
 	addr := freeAddr()
 	cfg := filepath.Join(dir, "config.ini")
+	sw := "disabled"
+	if eventLog {
+		sw = "enabled"
+	}
 	if err := os.WriteFile(cfg, []byte(`{"log": {"level": "warn"}, "journal": {"data_dir": "data"},
-	  "plugins": {"EventLog": {"plugin_switch": "enabled", "parameters": {"path": "events.jsonl", "max_files": 1000}}}}`), 0o600); err != nil {
+	  "plugins": {"EventLog": {"plugin_switch": "`+sw+`", "parameters": {"path": "events.jsonl", "max_files": 1000}}}}`), 0o600); err != nil {
 		return nil, "", err
 	}
 	ems := exec.Command(bin, "serve", "--config", cfg)
@@ -216,7 +277,7 @@ func runRate(bin string, body []byte, dur time.Duration, rate int) error {
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return err
 	}
-	ems, addr, err := startEmsflow(bin, tmp)
+	ems, addr, err := startEmsflow(bin, tmp, true)
 	if err != nil {
 		return err
 	}
@@ -261,15 +322,16 @@ end
 }
 
 var (
-	reqRe  = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	nonRe  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-	totRe  = regexp.MustCompile(`(\d+) requests in`)
-	pctRe  = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
-	cpuRe  = regexp.MustCompile(`^processor`)
-	hwmRe  = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
-	accRe  = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
-	handRe = regexp.MustCompile(`emsflow_plugin_handled_total\{plugin="EventLog"\} (\S+)`)
-	unitNS = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
+	reqRe    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	nonRe    = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	totRe    = regexp.MustCompile(`(\d+) requests in`)
+	pctRe    = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	cpuRe    = regexp.MustCompile(`^processor`)
+	hwmRe    = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
+	accRe    = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
+	handRe   = regexp.MustCompile(`emsflow_plugin_handled_total\{plugin="EventLog"\} (\S+)`)
+	storedRe = regexp.MustCompile(`emsflow_journal_messages\{stream="events"\} (\S+)`)
+	unitNS   = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
 )
 
 func load(url, script string, dur time.Duration, conns int) (result, error) {
@@ -333,6 +395,20 @@ func metric(addr string, re *regexp.Regexp) string {
 		sum += v
 	}
 	return strconv.FormatFloat(sum, 'f', 0, 64)
+}
+
+// settle waits until two metrics agree and stay unchanged for a second (requests still in
+// flight when wrk stopped are answered by then), and returns them.
+func settle(addr string, a, b *regexp.Regexp) (string, string) {
+	var va, vb string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		va, vb = metric(addr, a), metric(addr, b)
+		time.Sleep(time.Second)
+		if va != "?" && va == vb && va == metric(addr, a) {
+			break
+		}
+	}
+	return va, vb
 }
 
 // settleEventLog waits until EventLog has handled as many events as the webhook accepted (the
