@@ -23,6 +23,7 @@ type metrics struct {
 	backlog       prometheus.Gauge
 	repairs       prometheus.Counter
 	lost          *prometheus.CounterVec // by reason
+	abortFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,12 +60,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "emsflow_s3upload_lost_files_total", Help: "Files that never reached the bucket and never will, by reason (deleted_before_upload: the file, a chunk or a recording, was deleted before it could be uploaded).",
 		}, []string{"reason"}),
+		abortFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emsflow_s3upload_abort_failures_total", Help: "Multipart uploads no longer needed that the server refused to abort (access denied, say); they stay in the bucket until its AbortIncompleteMultipartUpload lifecycle rule removes them.",
+		}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.bytes, m.objects, m.unchanged, m.deleted, m.refused, m.uploadSeconds, m.eventToObject, m.backlog, m.repairs, m.lost} {
+	for _, c := range []prometheus.Collector{m.bytes, m.objects, m.unchanged, m.deleted, m.refused, m.uploadSeconds, m.eventToObject, m.backlog, m.repairs, m.lost, m.abortFailures} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -141,7 +141,7 @@ func (u *Uploader) recordingGone(ctx context.Context, file, key string, fileErr 
 	if obj != nil && (state == nil || aws.ToInt64(obj.ContentLength) == state.Size && obj.Metadata[metaMtime] == strconv.FormatInt(state.Mtime, 10)) {
 		// A state left beside a complete object is one whose completion's answer was lost.
 		if state != nil {
-			if err := u.abandon(ctx, sp, state); err != nil {
+			if _, err := u.abandon(ctx, sp, state); err != nil {
 				return err
 			}
 		}
@@ -153,10 +153,14 @@ func (u *Uploader) recordingGone(ctx context.Context, file, key string, fileErr 
 	}
 	aborted := ""
 	if state != nil {
-		if err := u.abandon(ctx, sp, state); err != nil {
+		left, err := u.abandon(ctx, sp, state)
+		if err != nil {
 			return err
 		}
 		aborted = " (its unfinished multipart upload aborted)"
+		if left {
+			aborted = " (its unfinished multipart upload left to the bucket's lifecycle rule: the abort was refused)"
+		}
 	}
 	if errors.Is(fileErr, errIncomplete) {
 		// Not "waiting for the writer": that wait is over.
@@ -166,20 +170,40 @@ func (u *Uploader) recordingGone(ctx context.Context, file, key string, fileErr 
 	return plugins.Permanent(fmt.Errorf("upload %s: deleted before it could be uploaded%s: %w", file, aborted, fileErr))
 }
 
-// abandon aborts the multipart upload a state describes and forgets the state. An upload the
-// server no longer knows (completed, or aborted before) is fine; any other failure keeps the
-// state, so that a retry aborts it.
-func (u *Uploader) abandon(ctx context.Context, sp string, s *mpState) error {
-	_, err := u.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(s.Key), UploadId: aws.String(s.UploadID),
-	})
-	if err != nil && !isNoSuchUpload(err) {
-		return u.s3Error("abort multipart upload", s.Key, err)
+// abandon aborts the multipart upload a state describes and forgets the state; left reports a
+// refused abort (see abortUpload). A failure that retrying may fix keeps the state, so that the
+// retry aborts it.
+func (u *Uploader) abandon(ctx context.Context, sp string, s *mpState) (left bool, err error) {
+	if left, err = u.abortUpload(ctx, s); err != nil {
+		return false, err
 	}
 	if err := os.Remove(sp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove multipart state: %w", err)
+		return left, fmt.Errorf("remove multipart state: %w", err)
 	}
-	return nil
+	return left, nil
+}
+
+// abortUpload aborts a multipart upload that is no longer needed. An upload the server no longer
+// knows (completed, or aborted before) is fine. A failure that retrying may fix (5xx, throttling,
+// the network, a deadline) is returned, retryable: the caller keeps the state, so that the
+// dispatcher's retry aborts again rather than leave the upload behind unseen. A refusal that
+// retrying cannot fix (access denied: the policy lacks s3:AbortMultipartUpload) must not hold
+// up the work for good: it is logged and counted, left reports it, and the upload stays until
+// the bucket's AbortIncompleteMultipartUpload lifecycle rule removes it.
+func (u *Uploader) abortUpload(ctx context.Context, s *mpState) (left bool, err error) {
+	_, err = u.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(s.Key), UploadId: aws.String(s.UploadID),
+	})
+	switch {
+	case err == nil, isNoSuchUpload(err):
+		return false, nil
+	case !permanentS3(err):
+		return false, u.s3Error("abort multipart upload", s.Key, err)
+	}
+	u.m.abortFailures.Inc()
+	u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, s.Key).Str(fieldUploadID, s.UploadID).
+		Msg("multipart upload not aborted; it stays in the bucket until a lifecycle rule removes it")
+	return true, nil
 }
 
 // mp4Complete reports whether an MP4 recording is complete (nil) or why not. A missing file
@@ -210,6 +234,9 @@ func (u *Uploader) mp4Complete(file string) error {
 	}
 	return nil
 }
+
+// fieldUploadID is the log field of a multipart upload id; internal/logfield has none yet.
+const fieldUploadID = "upload_id"
 
 // mpState is a multipart upload in progress, kept in the data folder so that an upload
 // interrupted by a crash resumes where it stopped.
@@ -274,8 +301,11 @@ func (u *Uploader) uploadResumable(ctx context.Context, f io.ReaderAt, emsPath, 
 	state := u.loadState(sp)
 	done := map[int32]string{}
 	if state != nil && (state.Key != key || state.Size != st.size || state.Mtime != st.mtime || state.PartSize != u.cfg.PartSize) {
-		// The file changed: the old upload is useless.
-		_, _ = u.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: bucket, Key: aws.String(state.Key), UploadId: aws.String(state.UploadID)})
+		// The file changed: the old upload is useless. Until it is aborted the state stays, so
+		// that a retry after a failed abort still knows the upload.
+		if _, err := u.abortUpload(ctx, state); err != nil {
+			return err
+		}
 		state = nil
 	}
 	if state != nil {
