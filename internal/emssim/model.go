@@ -50,11 +50,37 @@ type stream struct {
 	nearPort int
 	farIP    string
 	farPort  int
-	tcURL    string
-	agent    string // userAgent of players and pushes, serverAgent of pulls
+	conn     rtmpConnect // INR and ONR: the RTMP connect fields of the stream's connection
+	agent    string      // userAgent of players and pushes, serverAgent of pulls
 	job      *job
 	link     *peerLink // the stream's counterpart on another simulator
 	closed   bool
+}
+
+// rtmpConnect holds the fields of an RTMP connect that EMS reports on the streams of that
+// connection (reference §1.6.1: tcUrl, swfUrl, pageUrl). For a pull or a push they are what the
+// connecting EMS sent, so the far EMS reports the same values on its side of the stream.
+type rtmpConnect struct {
+	tcURL, swfURL, pageURL string
+}
+
+// connectOf returns what EMS sends in the connect of a pull or push (RMS
+// BaseRTMPAppProtocolHandler::ConnectForPullPush): the config's tcUrl, swfUrl and pageUrl, with
+// tcUrl and swfUrl defaulting to the URI it connects to (settings[uriKey]) and pageUrl to "".
+// Reference §1.6.1's real pulled stream shows these defaults.
+func connectOf(settings obj, uriKey string) rtmpConnect {
+	uri, _ := settings[uriKey].(string)
+	c := rtmpConnect{}
+	c.tcURL, _ = settings["tcUrl"].(string)
+	c.swfURL, _ = settings["swfUrl"].(string)
+	c.pageURL, _ = settings["pageUrl"].(string)
+	if c.tcURL == "" {
+		c.tcURL = uri
+	}
+	if c.swfURL == "" {
+		c.swfURL = uri
+	}
+	return c
 }
 
 // peerLink is the counterpart of a pushed or pulled stream on another simulator.
@@ -163,11 +189,12 @@ func (s *Sim) nameTaken(name string) bool {
 
 // openInboundLocked creates an inbound stream and logs inStreamCreated then
 // inStreamCodecsUpdated (EMS learns the codecs after the first frames, reference §1.6.1), then
-// starts the outputs waiting for it.
-func (s *Sim) openInboundLocked(name string, connType int, cfg *config, farIP string, farPort int, tcURL, agent string) *stream {
+// starts the outputs waiting for it. nearPort is the simulator's side of the connection: its
+// RTMP listener for a publish, a local ephemeral port for a pull.
+func (s *Sim) openInboundLocked(name string, connType int, cfg *config, nearPort int, farIP string, farPort int, conn rtmpConnect, agent string) *stream {
 	st := s.newStreamLocked(name, "INR", connType, nil, cfg)
-	st.nearIP, st.nearPort = s.cfg.IP, s.rtmpPort()
-	st.farIP, st.farPort, st.tcURL, st.agent = farIP, farPort, tcURL, agent
+	st.nearIP, st.nearPort = s.cfg.IP, nearPort
+	st.farIP, st.farPort, st.conn, st.agent = farIP, farPort, conn, agent
 	if cfg != nil {
 		cfg.setStatus(statusStreaming, s.now(), st.id)
 	}
@@ -181,6 +208,21 @@ func (s *Sim) openInboundLocked(name string, connType int, cfg *config, farIP st
 func (s *Sim) rtmpPort() int {
 	_, port := splitHostPort(s.rtmpLn.Addr().String())
 	return port
+}
+
+// ephemeralPortLocked returns the local port of the next outbound connection (a pull or a
+// push), from Linux's default ephemeral range and never one the simulator listens on. The far
+// EMS sees the connection coming from it, not from the simulator's RTMP address.
+func (s *Sim) ephemeralPortLocked() int {
+	const first, count = 32768, 60999 - 32768 + 1
+	_, api := splitHostPort(s.apiLn.Addr().String())
+	for {
+		p := first + int(s.nextEphemeral%count)
+		s.nextEphemeral++
+		if p != s.rtmpPort() && p != api {
+			return p
+		}
+	}
 }
 
 // activateOutputsLocked starts every HLS/HDS/DASH/record config waiting for stream name.
@@ -288,7 +330,6 @@ func (s *Sim) statsLocked(st *stream, codecsKnown bool) obj {
 		"name":              st.name,
 		"nearIp":            st.nearIP,
 		"nearPort":          st.nearPort,
-		"pageUrl":           "",
 		"port":              st.nearPort,
 		"processId":         s.cfg.ProcessID,
 		"processType":       "origin",
@@ -330,9 +371,13 @@ func (s *Sim) statsLocked(st *stream, codecsKnown bool) obj {
 		o["inStreamUniqueId"] = nil
 	}
 	switch st.typ {
+	case "INR", "ONR":
+		// RTMP streams report their connection's connect fields; file outputs have none
+		// (reference §1.6.1's real OFHLS payload).
+		o["tcUrl"], o["swfUrl"], o["pageUrl"] = st.conn.tcURL, st.conn.swfURL, st.conn.pageURL
+	}
+	switch st.typ {
 	case "INR":
-		o["tcUrl"] = st.tcURL
-		o["swfUrl"] = st.tcURL
 		if st.connType == opPull {
 			o["serverAgent"] = st.agent
 		} else {
@@ -342,9 +387,6 @@ func (s *Sim) statsLocked(st *stream, codecsKnown bool) obj {
 		o["userAgent"] = st.agent
 		o["streamAlias"] = st.name
 		o["canDropFrames"] = true
-		if st.connType == opPush {
-			o["tcUrl"] = st.tcURL
-		}
 	}
 	if st.cfg != nil {
 		if k := settingsKey(st.cfg.kind); k != "" {

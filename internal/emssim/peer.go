@@ -178,16 +178,28 @@ func (s *Sim) runConnTask(t connTask) {
 	c.attempted = true
 	c.setStatus(statusConnecting, s.now(), 0)
 	name := c.name
+	// What the RTMP connect carries to the peer: the connect fields and the user agent
+	// (flashVer, from emulateUserAgent), sent from a local ephemeral port.
+	uriKey, agent := "targetUri", userAgent
+	if t.kind == "pull" {
+		uriKey, agent = "uri", userAgent+" player"
+	}
+	conn := connectOf(c.settings, uriKey)
+	if ua, _ := c.settings["emulateUserAgent"].(string); ua != "" {
+		agent = ua
+	}
+	localPort := s.ephemeralPortLocked()
 	s.mu.Unlock()
 
 	var remoteID uint64
 	var err error
-	q := map[string]string{"name": t.peerName, "farIp": s.cfg.IP, "farPort": strconv.Itoa(s.rtmpPort())}
+	q := map[string]string{
+		"name": t.peerName, "farIp": s.cfg.IP, "farPort": strconv.Itoa(localPort), "agent": agent,
+		"tcUrl": conn.tcURL, "swfUrl": conn.swfURL, "pageUrl": conn.pageURL,
+	}
 	if t.kind == "pull" {
-		q["agent"] = "EvoStream Media Server (www.evostream.com) player"
 		remoteID, err = s.peerCall(base, "play", q)
 	} else {
-		q["agent"] = userAgent
 		remoteID, err = s.peerCall(base, "publish", q)
 	}
 	synthetic := err != nil && errors.Is(err, errNoPeer) && s.cfg.AcceptUnknownPeers
@@ -222,8 +234,7 @@ func (s *Sim) runConnTask(t connTask) {
 			}
 			return
 		}
-		uri, _ := c.settings["uri"].(string)
-		st := s.openInboundLocked(name, opPull, c, peerHost, peerPort, uri, "EvoStream Media Server (www.evostream.com)")
+		st := s.openInboundLocked(name, opPull, c, localPort, peerHost, peerPort, conn, userAgent)
 		st.link = link
 		return
 	}
@@ -236,9 +247,8 @@ func (s *Sim) runConnTask(t connTask) {
 		return
 	}
 	st := s.newStreamLocked(t.peerName, "ONR", opPush, in, c)
-	st.nearIP, st.nearPort, st.farIP, st.farPort = s.cfg.IP, 0, peerHost, peerPort
-	st.tcURL, _ = c.settings["targetUri"].(string)
-	st.agent = userAgent
+	st.nearIP, st.nearPort, st.farIP, st.farPort = s.cfg.IP, localPort, peerHost, peerPort
+	st.conn, st.agent = conn, agent
 	st.link = link
 	c.setStatus(statusStreaming, s.now(), st.id)
 	s.em.emit("outStreamCreated", s.statsLocked(st, true))
@@ -279,7 +289,8 @@ func (s *Sim) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if agent == "" {
 		agent = "FMLE/3.0 (compatible; FMSc/1.0)"
 	}
-	id, err := s.publish(name, farIP, farPort, agent)
+	conn := rtmpConnect{tcURL: q.Get("tcUrl"), swfURL: q.Get("swfUrl"), pageURL: q.Get("pageUrl")}
+	id, err := s.publish(name, farIP, farPort, agent, conn)
 	if err != nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
@@ -307,6 +318,7 @@ func (s *Sim) handlePlay(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.newStreamLocked(in.name, "ONR", opStandard, in, nil)
 	st.nearIP, st.nearPort, st.farIP, st.farPort, st.agent = s.cfg.IP, s.rtmpPort(), q.Get("farIp"), farPort, q.Get("agent")
+	st.conn = rtmpConnect{tcURL: q.Get("tcUrl"), swfURL: q.Get("swfUrl"), pageURL: q.Get("pageUrl")}
 	s.em.emit("outStreamCreated", s.statsLocked(st, true))
 	writeJSON(w, http.StatusOK, map[string]uint64{"uniqueId": st.id})
 }
@@ -364,7 +376,7 @@ func (s *Sim) handleEvents(w http.ResponseWriter, _ *http.Request) {
 // Publish makes an encoder publish stream name into the simulator (an RTMP publish: type INR,
 // no pullSettings) and returns its uniqueId. Outputs configured for the name start.
 func (s *Sim) Publish(name string) (uint64, error) {
-	return s.publish(name, "127.0.0.1", 50000+int(s.nextStreamIDPeek()%10000), "FMLE/3.0 (compatible; FMSc/1.0)")
+	return s.publish(name, "127.0.0.1", 50000+int(s.nextStreamIDPeek()%10000), "FMLE/3.0 (compatible; FMSc/1.0)", rtmpConnect{})
 }
 
 func (s *Sim) nextStreamIDPeek() uint64 {
@@ -373,7 +385,9 @@ func (s *Sim) nextStreamIDPeek() uint64 {
 	return s.nextStreamID
 }
 
-func (s *Sim) publish(name, farIP string, farPort int, agent string) (uint64, error) {
+// publish opens an inbound stream published from farIP:farPort with the connect fields conn;
+// an empty tcUrl is the simulator's own RTMP address, an empty swfUrl the tcUrl.
+func (s *Sim) publish(name, farIP string, farPort int, agent string, conn rtmpConnect) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -382,7 +396,13 @@ func (s *Sim) publish(name, farIP string, farPort int, agent string) (uint64, er
 	if s.nameTaken(name) {
 		return 0, fmt.Errorf("stream name %s already taken", name)
 	}
-	st := s.openInboundLocked(name, opStandard, nil, farIP, farPort, "rtmp://"+s.cfg.IP+":"+strconv.Itoa(s.rtmpPort())+"/live", agent)
+	if conn.tcURL == "" {
+		conn.tcURL = "rtmp://" + net.JoinHostPort(s.cfg.IP, strconv.Itoa(s.rtmpPort())) + "/live"
+	}
+	if conn.swfURL == "" {
+		conn.swfURL = conn.tcURL
+	}
+	st := s.openInboundLocked(name, opStandard, nil, s.rtmpPort(), farIP, farPort, conn, agent)
 	return st.id, nil
 }
 

@@ -12,13 +12,18 @@
 // rtmp://host:port/live or a pullStream from rtmp://host:port/live/name is carried out as admin
 // calls to the simulator listening at host:port. So pushes and pulls work between simulators
 // in one process and across processes alike, and a push to an address where no simulator
-// listens fails to connect, as it would on a real EMS.
+// listens fails to connect, as it would on a real EMS. The admin calls carry what the RTMP
+// connect carries: the config's tcUrl, swfUrl and pageUrl (tcUrl and swfUrl default to the URI
+// connected to), the user agent, and the connecting side's ephemeral port. So the far simulator
+// reports them on its side of the stream (farPort, tcUrl, swfUrl, pageUrl, userAgent), as EMS
+// does; a push's config and user variables stay on the pushing side.
 //
 // # Admin endpoints
 //
 // Served under /_sim/ on both the API and the RTMP address:
 //
-//	POST /_sim/publish?name=N     an encoder publishes N (inStreamCreated, type INR)
+//	POST /_sim/publish?name=N     an encoder publishes N (inStreamCreated, type INR); optional
+//	                              tcUrl, swfUrl, pageUrl, agent, farIp, farPort: its connect
 //	POST /_sim/unpublish?name=N   the encoder of N disconnects (its outputs close with it)
 //	GET  /_sim/faults             the injected faults (JSON, durations in nanoseconds)
 //	PUT  /_sim/faults             replace them
@@ -104,6 +109,8 @@ type Sim struct {
 	masters      map[string]*masterState
 	pids         []int // every ffmpeg started, for tests that check none is left
 	closed       bool
+	// nextEphemeral counts outbound connections (under mu); see ephemeralPortLocked.
+	nextEphemeral uint64
 
 	apiLn, rtmpLn net.Listener
 	apiSrv        *http.Server

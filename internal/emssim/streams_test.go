@@ -1,6 +1,7 @@
 package emssim
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -140,5 +141,132 @@ func TestTimers(t *testing.T) {
 	}
 	if r := rawCall(t, sim.APIURL(), "removeTimer", fmt.Sprintf("id=%d", id)); r.Status != "FAIL" {
 		t.Errorf("removing a removed timer: %s", r.Raw)
+	}
+}
+
+// connectFields returns the RTMP connect fields of a stream payload.
+func connectFields(p map[string]any) [3]any { return [3]any{p["tcUrl"], p["swfUrl"], p["pageUrl"]} }
+
+// streamByName returns the stream named name from a listStreams answer.
+func streamByName(t *testing.T, base, name string) map[string]any {
+	t.Helper()
+	var list []map[string]any
+	r := mustSucceed(t, rawCall(t, base, "listStreams", ""))
+	if err := json.Unmarshal(r.Data, &list); err != nil {
+		t.Fatalf("listStreams data: %v: %s", err, r.Data)
+	}
+	for _, st := range list {
+		if st["name"] == name {
+			return st
+		}
+	}
+	t.Fatalf("listStreams of %s has no %s: %s", base, name, r.Data)
+	return nil
+}
+
+// TestPushCarriesRTMPConnectToPeer: a push connects to the far EMS with the tcUrl, swfUrl and
+// pageUrl of its config (tcUrl and swfUrl default to the target URI, pageUrl to ""), as EMS's
+// ConnectForPullPush does; the far EMS reports them on the inbound stream it creates, in
+// inStreamCreated, listStreams and getStreamInfo, and the pusher on its ONR output. The push's
+// user variables stay on the pushing side.
+func TestPushCarriesRTMPConnectToPeer(t *testing.T) {
+	const explicitTC, explicitSWF = "rtmp://edge.example.com:1935/live", "http://example.com/player.swf"
+	tests := []struct {
+		name   string
+		params string
+		want   func(target string) [3]any
+	}{
+		{"emsflow's router mark", "pageUrl=emsflow:Router _emsflow=Router _emsflowOrigin=a",
+			func(target string) [3]any { return [3]any{target, target, "emsflow:Router"} }},
+		{"explicit tcUrl and swfUrl", "tcUrl=" + explicitTC + " swfUrl=" + explicitSWF + " pageUrl=http://example.com/watch",
+			func(string) [3]any { return [3]any{explicitTC, explicitSWF, "http://example.com/watch"} }},
+		{"defaults", "",
+			func(target string) [3]any { return [3]any{target, target, ""} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evA, evB := newSink(t), newSink(t)
+			a := startSim(t, Config{Sinks: []Sink{{URL: evA.srv.URL}}, Seed: 1})
+			b := startSim(t, Config{Sinks: []Sink{{URL: evB.srv.URL}}, Seed: 2})
+			if _, err := a.Publish("cam"); err != nil {
+				t.Fatal(err)
+			}
+			mustSucceed(t, rawCall(t, a.APIURL(), "pushStream",
+				strings.TrimSpace("uri="+b.RTMPURL()+" localStreamName=cam keepAlive=1 "+tt.params)))
+			want := tt.want(b.RTMPURL())
+
+			waitFor(t, 5*time.Second, "push to arrive at b", func() bool { return evB.count("inStreamCreated") == 1 })
+			created := evB.ofType("inStreamCreated")[0].Env.Payload
+			if got := connectFields(created); got != want {
+				t.Errorf("b's inStreamCreated tcUrl, swfUrl, pageUrl = %q, want %q", got, want)
+			}
+			if created["type"] != "INR" || created["pushSettings"] != nil || created["_emsflow"] != nil {
+				t.Errorf("b's pushed stream: type %v, pushSettings %v, _emsflow %v; want INR and no push config",
+					created["type"], created["pushSettings"], created["_emsflow"])
+			}
+			if got := connectFields(streamByName(t, b.APIURL(), "cam")); got != want {
+				t.Errorf("b's listStreams tcUrl, swfUrl, pageUrl = %q, want %q", got, want)
+			}
+			info := mustSucceed(t, rawCall(t, b.APIURL(), "getStreamInfo", "localStreamName=cam")).object(t)
+			if got := connectFields(info); got != want {
+				t.Errorf("b's getStreamInfo tcUrl, swfUrl, pageUrl = %q, want %q", got, want)
+			}
+
+			waitFor(t, 5*time.Second, "outStreamCreated at a", func() bool { return evA.count("outStreamCreated") == 1 })
+			out := evA.ofType("outStreamCreated")[0].Env.Payload
+			if got := connectFields(out); out["type"] != "ONR" || got != want {
+				t.Errorf("a's push output: type %v, tcUrl, swfUrl, pageUrl = %q, want ONR and %q", out["type"], got, want)
+			}
+		})
+	}
+}
+
+// TestPushFarSideIsTheConnection: the far EMS sees a push coming from the pusher's side of the
+// TCP connection (an ephemeral port, the pusher's ONR nearPort), not from its RTMP listener.
+func TestPushFarSideIsTheConnection(t *testing.T) {
+	evA, evB := newSink(t), newSink(t)
+	a := startSim(t, Config{Sinks: []Sink{{URL: evA.srv.URL}}, Seed: 1})
+	b := startSim(t, Config{Sinks: []Sink{{URL: evB.srv.URL}}, Seed: 2})
+	if _, err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, rawCall(t, a.APIURL(), "pushStream", "uri="+b.RTMPURL()+" localStreamName=cam"))
+	waitFor(t, 5*time.Second, "push on both sides", func() bool {
+		return evB.count("inStreamCreated") == 1 && evA.count("outStreamCreated") == 1
+	})
+	in := evB.ofType("inStreamCreated")[0].Env.Payload
+	out := evA.ofType("outStreamCreated")[0].Env.Payload
+	_, aRTMP := splitHostPort(strings.TrimSuffix(strings.TrimPrefix(a.RTMPURL(), "rtmp://"), "/live"))
+	_, bRTMP := splitHostPort(strings.TrimSuffix(strings.TrimPrefix(b.RTMPURL(), "rtmp://"), "/live"))
+	if num(in["farPort"]) == uint64(aRTMP) || num(in["farPort"]) == 0 {
+		t.Errorf("b sees the push from port %v, want an ephemeral port, not a's listener %d", in["farPort"], aRTMP)
+	}
+	if num(out["nearPort"]) != num(in["farPort"]) || num(out["farPort"]) != uint64(bRTMP) {
+		t.Errorf("a's push output near %v far %v; want near = b's farPort %v, far = b's listener %d",
+			out["nearPort"], out["farPort"], in["farPort"], bRTMP)
+	}
+}
+
+// TestPullSendsRTMPConnect: a pull connects with its config's tcUrl, swfUrl and pageUrl; the
+// puller's inbound stream reports them (tcUrl and swfUrl defaulting to the source URI, as in
+// reference §1.6.1's real pulled stream), and so does the player output at the source.
+func TestPullSendsRTMPConnect(t *testing.T) {
+	evA, evB := newSink(t), newSink(t)
+	a := startSim(t, Config{Sinks: []Sink{{URL: evA.srv.URL}}, Seed: 1})
+	b := startSim(t, Config{Sinks: []Sink{{URL: evB.srv.URL}}, Seed: 2})
+	if _, err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	uri := strings.TrimSuffix(a.RTMPURL(), "/live") + "/live/cam"
+	mustSucceed(t, rawCall(t, b.APIURL(), "pullStream", "uri="+uri+" localStreamName=relay pageUrl=emsflow:LB _emsflow=LB"))
+	waitFor(t, 5*time.Second, "pull on both sides", func() bool {
+		return evB.count("inStreamCreated") == 1 && evA.count("outStreamCreated") == 1
+	})
+	want := [3]any{uri, uri, "emsflow:LB"}
+	if got := connectFields(evB.ofType("inStreamCreated")[0].Env.Payload); got != want {
+		t.Errorf("puller's inStreamCreated tcUrl, swfUrl, pageUrl = %q, want %q", got, want)
+	}
+	if got := connectFields(evA.ofType("outStreamCreated")[0].Env.Payload); got != want {
+		t.Errorf("source's player output tcUrl, swfUrl, pageUrl = %q, want %q", got, want)
 	}
 }
