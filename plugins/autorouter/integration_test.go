@@ -1,11 +1,18 @@
 package autorouter
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/emsflow/emsflow/emsclient"
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/emssim"
 	"github.com/emsflow/emsflow/plugins/internal/streamtest"
@@ -226,4 +233,107 @@ func TestReconcileRoutesWithoutEvents(t *testing.T) {
 	if f.Sim("a").EventStats().Dropped == 0 {
 		t.Error("simulator A dropped no events: the test does not test reconciliation")
 	}
+}
+
+// posted records the inStreamCreated events the fleet's simulators post, as they arrive.
+type posted struct {
+	mu  sync.Mutex
+	evs []*event.Event
+}
+
+func (p *posted) Name() string     { return "posted" }
+func (p *posted) Events() []string { return []string{event.InStreamCreated} }
+
+func (p *posted) Handle(_ context.Context, ev *event.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.evs = append(p.evs, ev)
+	return nil
+}
+
+// find returns the inStreamCreated event simulator ems posted for stream name, or nil.
+func (p *posted) find(ems, name string) *event.Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ev := range p.evs {
+		if ev.EMS == ems && ev.Payload.Name() == name {
+			return ev
+		}
+	}
+	return nil
+}
+
+// TestPushMarkArrivesAtDestination: the stream RouterA pushes from A lands on B carrying the
+// router's pageUrl (emsflow:RouterA) in the inStreamCreated event B posts and in B's
+// listStreams, as an RTMP push's connect parameters do on a real EMS; none of A's push config
+// comes with it. A router on B pointing back at A that knows only B (it cannot read A's
+// listConfig, and the push comes from an ephemeral port, not from A's RTMP address) still skips
+// the stream by that mark alone, on the event and on reconciliation, and pushes nothing back.
+func TestPushMarkArrivesAtDestination(t *testing.T) {
+	t.Parallel()
+	f := streamtest.New(t, streamtest.Options{}, "a", "b")
+	ra := newRouter(t, f, "RouterA", map[string]any{
+		"token": "", "destination_uri": f.Sim("b").RTMPURL(), "ems": []string{"a"}, "reconcile_interval": 0,
+	})
+	events := &posted{}
+	f.Attach(ra)
+	f.Attach(events)
+
+	if _, err := f.Sim("a").Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	var ev *event.Event
+	streamtest.WaitFor(t, wait, "B's inStreamCreated for cam", func() bool { ev = events.find("b", "cam"); return ev != nil })
+	const mark = "emsflow:RouterA"
+	if pu, _ := ev.Payload.String("pageUrl"); pu != mark {
+		t.Errorf("B's inStreamCreated pageUrl = %q, want %q", pu, mark)
+	}
+	if _, ok := ev.Payload.Settings(event.PushSettings); ok {
+		t.Error("B's inStreamCreated carries pushSettings; they stay on the pushing EMS")
+	}
+	in, err := f.Inbound(t.Context(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pu, _ := in["cam"].String("pageUrl"); pu != mark {
+		t.Errorf("B's listStreams pageUrl of cam = %q, want %q", pu, mark)
+	}
+	if by, ok := provenance.Creator(in["cam"]); !ok || by != "RouterA" {
+		t.Errorf("creator of B's cam = %q, %v; want RouterA", by, ok)
+	}
+
+	// A router on B that sees only B.
+	var logs bytes.Buffer
+	deps := f.Deps("RouterB")
+	deps.EMS = map[string]*emsclient.Client{"b": f.Client("b")}
+	deps.DefaultEMS = "b"
+	deps.Log = zerolog.New(&logs).Level(zerolog.DebugLevel)
+	raw, err := json.Marshal(map[string]any{"token": "", "destination_uri": f.Sim("a").RTMPURL(), "reconcile_interval": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Factory("RouterB", raw, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := p.(*Router)
+	if err := rb.Handle(t.Context(), ev); err != nil {
+		t.Fatalf("RouterB handle: %v", err)
+	}
+	if err := rb.Reconcile(t.Context()); err != nil {
+		t.Fatalf("RouterB reconcile: %v", err)
+	}
+	if n := skipped(rb, "loop_guard"); n != 1 {
+		t.Errorf("RouterB loop_guard skips = %v, want 1 (the event)", n)
+	}
+	if !strings.Contains(logs.String(), "created by emsflow instance RouterA") {
+		t.Errorf("RouterB did not skip by the pageUrl mark; its log:\n%s", logs.String())
+	}
+	if n := len(pushesOf(t, f, "b", "cam")); n != 0 {
+		t.Errorf("B pushes cam back to A: %d push configs", n)
+	}
+	if act, rep := counted(rb, "push"); act != 0 || rep != 0 {
+		t.Errorf("RouterB pushed %v and repaired %v, want neither", act, rep)
+	}
+	noFailures(t, f)
 }
