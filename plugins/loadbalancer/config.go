@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +56,9 @@ type Config struct {
 type Destination struct {
 	// APIURL is the EMS API, or a plain IP or host.
 	APIURL string `json:"api_url"`
-	// RTMPURL is where this server's streams are pulled from, without the stream name.
+	// RTMPURL is where this server's streams are pulled from, without the stream name. It
+	// follows the rule of ems.<name>.rtmp_url: rtmp:// or rtmps://, a host, an application
+	// path, no query or fragment; trailing slashes are dropped.
 	RTMPURL string `json:"rtmp_url"`
 }
 
@@ -135,13 +138,45 @@ func (d Destination) resolve() (resolved, error) {
 		r.rtmp = "rtmp://" + hostOnly(host) + "/live"
 	}
 	if rt := strings.TrimSpace(d.RTMPURL); rt != "" {
-		u, err := url.Parse(rt)
-		if err != nil || !strings.HasPrefix(strings.ToLower(u.Scheme), "rtmp") || u.Hostname() == "" {
-			return resolved{}, fmt.Errorf("destination rtmp_url %q is not an rtmp:// URL with a host", rt)
+		base, err := rtmpBase(rt)
+		if err != nil {
+			return resolved{}, fmt.Errorf("destination rtmp_url: %w", err)
 		}
-		r.rtmp = strings.TrimRight(rt, "/")
+		r.rtmp = base
 	}
 	return r, nil
+}
+
+// rtmpBase checks an RTMP base URL that a stream name is appended to (a destination's rtmp_url,
+// an EMS's rtmp_url) and returns it without surrounding whitespace and trailing slashes. The
+// rule is internal/config's for ems.<name>.rtmp_url: rtmp:// or rtmps:// in any case, a host, a
+// port from 1 to 65535 if one is given, an application path, and no query or fragment (EMS
+// needs the application to connect; the stream name goes after it). Its errors never include
+// the URL, which may carry a password.
+func rtmpBase(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("is not a URL: %w", unwrap(err))
+	}
+	if sc := strings.ToLower(u.Scheme); sc != "rtmp" && sc != "rtmps" {
+		return "", fmt.Errorf("scheme %q is not rtmp or rtmps", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return "", errors.New("has no host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return "", fmt.Errorf("port %q is not a number from 1 to 65535", p)
+		}
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return "", errors.New("has no application path (such as rtmp://host:1935/live)")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", errors.New("must not have a query or fragment: the stream name is appended to it")
+	}
+	return strings.TrimRight(s, "/"), nil
 }
 
 func hostOnly(h string) string {

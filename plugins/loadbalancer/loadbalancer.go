@@ -85,13 +85,12 @@ func New(name string, cfg Config, deps plugins.Deps) (*Balancer, error) {
 	var errs []error
 	b.rtmp = make(map[string]string, len(deps.RTMPURLs))
 	for _, n := range slices.Sorted(maps.Keys(deps.RTMPURLs)) {
-		u := strings.TrimRight(strings.TrimSpace(deps.RTMPURLs[n]), "/")
-		if u == "" {
+		if strings.TrimSpace(deps.RTMPURLs[n]) == "" {
 			continue
 		}
-		if !isRTMPBase(u) {
-			// Not quoted: it may carry credentials.
-			errs = append(errs, fmt.Errorf("ems %q rtmp_url is not an rtmp:// or rtmps:// URL with a host", n))
+		u, err := rtmpBase(deps.RTMPURLs[n])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ems %q rtmp_url: %w", n, err))
 			continue
 		}
 		b.rtmp[n] = u
@@ -496,16 +495,6 @@ func (b *Balancer) rtmpOf(src string, client *emsclient.Client, m *member, strea
 		}
 	}
 	return "rtmp://" + hostOnly(host) + "/live"
-}
-
-// isRTMPBase reports whether s is an rtmp:// or rtmps:// URL with a host.
-func isRTMPBase(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || u.Hostname() == "" {
-		return false
-	}
-	sc := strings.ToLower(u.Scheme)
-	return sc == "rtmp" || sc == "rtmps"
 }
 
 // sameRTMP reports whether two RTMP base URLs name the same address: scheme and host compared

@@ -31,7 +31,7 @@ func TestConfig(t *testing.T) {
 		{"none", `{}`, nil, nil, "destination_uri is required"},
 		{"ftp", `{"destination_uri": "ftp://edge"}`, nil, nil, "must be http or https"},
 		{"unknown object key", `{"destination_uri": [{"api": "edge"}]}`, nil, nil, "unknown field"},
-		{"bad rtmp", `{"destination_uri": [{"api_url": "edge", "rtmp_url": "http://edge"}]}`, nil, nil, "not an rtmp:// URL"},
+		{"bad rtmp", `{"destination_uri": [{"api_url": "edge", "rtmp_url": "http://edge"}]}`, nil, nil, "destination rtmp_url: scheme"},
 		{"twice", `{"destination_uri": ["edge", "http://edge:7777/"]}`, nil, nil, "listed twice"},
 		{"credentials without scheme", `{"destination_uri": "ews:topsecret@edge"}`, nil, nil, "neither an IP"},
 	}
@@ -218,17 +218,75 @@ func TestPullsFromConfiguredRTMPURL(t *testing.T) {
 	}
 }
 
-// TestBadRTMPURLRejected: an rtmp_url that is not rtmp:// or rtmps:// with a host is an error
-// naming the EMS, without printing the URL.
-func TestBadRTMPURLRejected(t *testing.T) {
-	for _, bad := range []string{"http://u:rtmp-pw-7@10.0.0.5/live", "rtmp:///live", "10.0.0.5:1935/live"} {
-		_, err := New("LB", Config{DestinationURI: Destinations{{APIURL: "10.0.0.2"}}},
-			plugins.Deps{Log: zerolog.Nop(), RTMPURLs: map[string]string{"edge": bad}})
-		if err == nil || !strings.Contains(err.Error(), `ems "edge" rtmp_url is not an rtmp:// or rtmps:// URL with a host`) {
-			t.Errorf("%s: error %v, want one naming ems edge's rtmp_url", bad, err)
-		}
-		if err != nil && strings.Contains(err.Error(), "rtmp-pw-7") {
-			t.Errorf("error prints a password: %v", err)
-		}
+// TestRTMPURLRuleIsOneForBothPlaces: a destination's rtmp_url and an EMS's rtmp_url (Deps.RTMPURLs,
+// from ems.<name>.rtmp_url) accept and refuse the same values, by internal/config's rule for
+// ems.<name>.rtmp_url: rtmp:// or rtmps:// (any case), a host, a port from 1 to 65535 if any, an
+// application path, no query or fragment; surrounding whitespace and trailing slashes are
+// trimmed. A refusal names the setting and the problem, never the URL (it may hold a password).
+func TestRTMPURLRuleIsOneForBothPlaces(t *testing.T) {
+	tests := []struct {
+		raw     string
+		want    string // the base URL used, when accepted
+		wantErr string // the problem, when refused
+	}{
+		{"rtmp://10.0.0.5:1935/live", "rtmp://10.0.0.5:1935/live", ""},
+		{"rtmps://live.example.com/live", "rtmps://live.example.com/live", ""},
+		{"RTMP://Edge:1935/live", "RTMP://Edge:1935/live", ""},
+		{"  rtmp://edge/live/ \t", "rtmp://edge/live", ""},
+		{"rtmp://edge/live//", "rtmp://edge/live", ""},
+		{"rtmp://edge/app/instance", "rtmp://edge/app/instance", ""},
+		{"rtmp://[::1]:1935/live", "rtmp://[::1]:1935/live", ""},
+		{"rtmp://u:pw-ok@edge/live", "rtmp://u:pw-ok@edge/live", ""},
+		{"http://u:rtmp-pw-7@10.0.0.5/live", "", `scheme "http" is not rtmp or rtmps`},
+		{"rtmpt://edge/live", "", `scheme "rtmpt" is not rtmp or rtmps`},
+		{"rtmpe://edge/live", "", `scheme "rtmpe" is not rtmp or rtmps`},
+		{"10.0.0.5:1935/live", "", "is not a URL"},
+		{"edge/live", "", `scheme "" is not rtmp or rtmps`},
+		{"rtmp:///live", "", "has no host"},
+		{"rtmp://u:rtmp-pw-7@edge", "", "has no application path"},
+		{"rtmp://edge/", "", "has no application path"},
+		{"rtmp://edge//", "", "has no application path"},
+		{"rtmp://edge/live?token=rtmp-pw-7", "", "must not have a query or fragment"},
+		{"rtmp://edge/live?", "", "must not have a query or fragment"},
+		{"rtmp://edge/live#x", "", "must not have a query or fragment"},
+		{"rtmp://edge:0/live", "", `port "0" is not a number from 1 to 65535`},
+		{"rtmp://edge:65536/live", "", `port "65536" is not a number from 1 to 65535`},
+		{"rtmp://edge:x/live", "", "is not a URL"},
+		{"rtmp://ed ge/live", "", "is not a URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			places := []struct {
+				name, prefix string
+				build        func() (*Balancer, error)
+				got          func(*Balancer) string
+			}{
+				{"destination", "destination_uri[0]: destination rtmp_url: ", func() (*Balancer, error) {
+					return New("LB", Config{DestinationURI: Destinations{{APIURL: "10.0.0.2", RTMPURL: tt.raw}}},
+						plugins.Deps{Log: zerolog.Nop()})
+				}, func(b *Balancer) string { return b.members[0].rtmp }},
+				{"ems", `ems "edge" rtmp_url: `, func() (*Balancer, error) {
+					return New("LB", Config{DestinationURI: Destinations{{APIURL: "10.0.0.2"}}},
+						plugins.Deps{Log: zerolog.Nop(), RTMPURLs: map[string]string{"edge": tt.raw}})
+				}, func(b *Balancer) string { return b.rtmp["edge"] }},
+			}
+			for _, pl := range places {
+				b, err := pl.build()
+				if tt.wantErr == "" {
+					if err != nil {
+						t.Errorf("%s: refused: %v", pl.name, err)
+					} else if got := pl.got(b); got != tt.want {
+						t.Errorf("%s: got %q, want %q", pl.name, got, tt.want)
+					}
+					continue
+				}
+				if err == nil || !strings.Contains(err.Error(), pl.prefix) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("%s: error %v, want one containing %q and %q", pl.name, err, pl.prefix, tt.wantErr)
+				}
+				if err != nil && strings.Contains(err.Error(), "rtmp-pw-7") {
+					t.Errorf("%s: error prints a password: %v", pl.name, err)
+				}
+			}
+		})
 	}
 }
