@@ -17,6 +17,7 @@ const (
 	File       = "file"        // file path
 	Bucket     = "bucket"      // S3 bucket
 	Key        = "key"         // S3 object key
+	UploadID   = "upload_id"   // S3 multipart upload id
 	Attempt    = "attempt"     // delivery attempt, from 1
 	Delay      = "delay"       // backoff before the next attempt
 	Reason     = "reason"      // why something was skipped or refused

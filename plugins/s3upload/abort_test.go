@@ -26,6 +26,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/internal/logfield"
 	"github.com/emsflow/emsflow/internal/s3test"
 	"github.com/emsflow/emsflow/plugins"
 )
@@ -276,7 +277,7 @@ func TestRecordChangedFileAbortsOldUpload(t *testing.T) {
 			failures := counter(e.u.m.abortFailures)
 			var warned []map[string]any
 			for _, w := range e.warnings() {
-				if w[fieldUploadID] == oldID {
+				if w[logfield.UploadID] == oldID {
 					warned = append(warned, w)
 				}
 			}
@@ -352,7 +353,7 @@ func TestRecordDeletedAbortFails(t *testing.T) {
 				}
 				var warned int
 				for _, w := range e.warnings() {
-					if w[fieldUploadID] == oldID && w["bucket"] == e.bucket && w["key"] == key {
+					if w[logfield.UploadID] == oldID && w["bucket"] == e.bucket && w["key"] == key {
 						warned++
 					}
 				}

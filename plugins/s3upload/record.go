@@ -201,7 +201,7 @@ func (u *Uploader) abortUpload(ctx context.Context, s *mpState) (left bool, err 
 		return false, u.s3Error("abort multipart upload", s.Key, err)
 	}
 	u.m.abortFailures.Inc()
-	u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, s.Key).Str(fieldUploadID, s.UploadID).
+	u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, s.Key).Str(logfield.UploadID, s.UploadID).
 		Msg("multipart upload not aborted; it stays in the bucket until a lifecycle rule removes it")
 	return true, nil
 }
@@ -234,9 +234,6 @@ func (u *Uploader) mp4Complete(file string) error {
 	}
 	return nil
 }
-
-// fieldUploadID is the log field of a multipart upload id; internal/logfield has none yet.
-const fieldUploadID = "upload_id"
 
 // mpState is a multipart upload in progress, kept in the data folder so that an upload
 // interrupted by a crash resumes where it stopped.
