@@ -1,13 +1,15 @@
 // Command benchingest measures webhook ingest: a realistic inStreamCreated (about 2 KB, a
 // distinct id per request so the journal's dedupe does not short-cut anything) POSTed by wrk
 // with 64 connections to emsflow's durable webhook, and in the same run the same load against a
-// bare net/http handler that answers 200 and does nothing. emsflow runs twice, each time on a
-// fresh journal: with no plugin subscribed (ingest alone: webhook and journal), and with EventLog
-// consuming the same events while they arrive (the dispatcher competes for the same cores). It
-// prints events/s, p50 and p99, the ratio to the bare handler and emsflow's peak RSS for each,
-// and fails unless the journal holds every accepted event (journal only) and EventLog wrote every
-// accepted event once. With -rates it then measures emsflow with EventLog at fixed rates below
-// saturation (peak RSS and latency at what a fleet really sends).
+// bare net/http handler that answers 200 and does nothing. emsflow runs twice, each on a fresh
+// journal: with no plugin subscribed (ingest alone: webhook and journal), and with EventLog
+// consuming the same events while they arrive (the dispatcher competes for the same cores). The
+// three targets take turns in slices (-slices, 4 of 5 s by default), since the shared machine's
+// speed drifts over a minute. It prints events/s, p50 and p99, the ratio to the bare handler
+// and emsflow's peak RSS for each, and fails unless the journal holds every accepted event
+// (journal only) and EventLog wrote every accepted event once. With -rates it then measures
+// emsflow with EventLog at fixed rates below saturation (peak RSS and latency at what a fleet
+// really sends).
 //
 //	go run ./internal/tools/benchingest -emsflow bin/emsflow -duration 20s
 package main
@@ -25,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,13 +40,18 @@ func main() {
 	fixture := flag.String("fixture", "webhook/testdata/inStreamCreated.json", "event body template")
 	dur := flag.Duration("duration", 20*time.Second, "load duration per target")
 	conns := flag.Int("connections", 64, "wrk connections")
+	slices := flag.Int("slices", 4, "slices each target's load is cut into, the targets taking turns")
 	rates := flag.String("rates", "", "after the saturating run, comma-separated fixed rates (events/s) to measure emsflow's peak RSS and latency at, each on a fresh journal")
 	flag.Parse()
 	if *bare {
 		serveBare(*addr)
 		return
 	}
-	if err := run(*bin, *fixture, *dur, *conns); err != nil {
+	if *slices < 1 || *dur/time.Duration(*slices) < time.Second {
+		fmt.Fprintln(os.Stderr, "benchingest: -slices must be at least 1, and -duration/-slices at least 1s")
+		os.Exit(2)
+	}
+	if err := run(*bin, *fixture, *dur, *conns, *slices); err != nil {
 		fmt.Fprintln(os.Stderr, "benchingest:", err)
 		os.Exit(1)
 	}
@@ -68,14 +76,15 @@ func serveBare(addr string) {
 
 type result struct {
 	name     string
-	rss      int64 // peak, bytes
+	rss      int64  // peak, bytes
+	p99Range string // of the slices, for a combined result
 	rps      float64
 	p50, p99 time.Duration
 	non2xx   int
 	requests int
 }
 
-func run(bin, fixture string, dur time.Duration, conns int) error {
+func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk not found: install it with 'apt-get install wrk'")
 	}
@@ -88,10 +97,6 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	script := filepath.Join(tmp, "post.lua")
-	if err := os.WriteFile(script, []byte(luaScript(string(body))), 0o600); err != nil {
-		return err
-	}
 
 	// Baseline: the bare handler, in its own process like emsflow.
 	self, err := os.Executable()
@@ -108,98 +113,137 @@ func run(bin, fixture string, dur time.Duration, conns int) error {
 		return err
 	}
 
-	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target, %d cores\n",
-		len(body), conns, dur, numCPU())
-	b, err := load("http://"+bareAddr+"/evowebservices", script, dur, conns)
-	if err != nil {
-		return fmt.Errorf("bare handler: %w", err)
-	}
-	j, err := ingestOnly(bin, tmp, script, dur, conns)
+	// emsflow twice, each on a fresh journal: with no plugin subscribed (ingest as such: webhook
+	// and journal), and with EventLog consuming the events as they arrive.
+	jDir, eDir := filepath.Join(tmp, "journal-only"), filepath.Join(tmp, "eventlog")
+	jEms, jAddr, err := startEmsflow(bin, jDir, false)
 	if err != nil {
 		return err
 	}
-	e, err := withEventLog(bin, tmp, script, dur, conns)
+	defer func() { _ = jEms.Process.Kill() }()
+	eEms, eAddr, err := startEmsflow(bin, eDir, true)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-26s %10s %10s %10s %8s %14s\n", "target", "events/s", "p50", "p99", "non-2xx", "peak RSS (MB)")
-	fmt.Printf("%-26s %10.0f %10s %10s %8d %14s\n", "bare net/http", b.rps, b.p50, b.p99, b.non2xx, "")
-	for _, r := range []result{j.result, e.result} {
-		fmt.Printf("%-26s %10.0f %10s %10s %8d %14.1f\n", r.name, r.rps, r.p50, r.p99, r.non2xx, float64(r.rss)/1e6)
+	defer func() { _ = eEms.Process.Kill() }()
+
+	// This machine's speed drifts (it is shared), so the load is cut into slices taken in turn
+	// (bare, journal only, EventLog, bare, ...): a ratio then compares slices seconds apart, not
+	// runs a minute apart.
+	slice := dur / time.Duration(slices)
+	fmt.Printf("ingest benchmark: %d-byte inStreamCreated, wrk %d connections, %s per target in %d slices of %s taken in turn, %d cores\n",
+		len(body), conns, dur, slices, slice, numCPU())
+	var bs, js, es []result
+	var lagged string
+	for i := range slices {
+		script := filepath.Join(tmp, fmt.Sprintf("post-%d.lua", i+1))
+		if err := os.WriteFile(script, []byte(luaScript(string(body), i+1)), 0o600); err != nil {
+			return err
+		}
+		b, err := load("http://"+bareAddr+"/evowebservices", script, slice, conns)
+		if err != nil {
+			return fmt.Errorf("bare handler: %w", err)
+		}
+		j, err := load("http://"+jAddr+"/evowebservices", script, slice, conns)
+		if err != nil {
+			return fmt.Errorf("emsflow (journal only): %w", err)
+		}
+		e, err := load("http://"+eAddr+"/evowebservices", script, slice, conns)
+		if err != nil {
+			return fmt.Errorf("emsflow + EventLog: %w", err)
+		}
+		bs, js, es = append(bs, b), append(js, j), append(es, e)
+		// How far the dispatcher kept up: ingest alone is faster when EventLog falls behind. It
+		// catches up before the next slice, so its backlog takes no CPU from the others.
+		handled, accepted := metric(eAddr, handRe), metric(eAddr, accRe)
+		t0 := time.Now()
+		settleEventLog(eAddr, 2*time.Minute)
+		if i == slices-1 {
+			lagged = fmt.Sprintf("EventLog had handled %s of %s events when the last slice ended, all %s later",
+				handled, accepted, time.Since(t0).Round(100*time.Millisecond))
+		}
 	}
-	fmt.Printf("ingest (journal only): ratio %.2f (target >= 0.5), p99 %s (target <= 10ms), peak RSS %.1f MB (target <= 80 MB)\n",
-		j.rps/b.rps, j.p99, float64(j.rss)/1e6)
-	fmt.Printf("ingest while EventLog consumes: ratio %.2f, p99 %s, peak RSS %.1f MB\n", e.rps/b.rps, e.p99, float64(e.rss)/1e6)
-	fmt.Println(j.check)
-	fmt.Println(e.check)
-	return errors.Join(j.err, e.err)
+	b, j, e := combine("bare net/http", bs), combine("emsflow (journal only)", js), combine("emsflow + EventLog", es)
+	j.rss, e.rss = peakRSS(jEms.Process.Pid), peakRSS(eEms.Process.Pid)
+
+	fmt.Printf("%-24s %10s %9s %9s %17s %8s %14s\n", "target", "events/s", "p50", "p99", "p99 per slice", "non-2xx", "peak RSS (MB)")
+	for _, r := range []result{b, j, e} {
+		rss := ""
+		if r.rss > 0 {
+			rss = fmt.Sprintf("%.1f", float64(r.rss)/1e6)
+		}
+		fmt.Printf("%-24s %10.0f %9s %9s %17s %8d %14s\n", r.name, r.rps, r.p50, r.p99, r.p99Range, r.non2xx, rss)
+	}
+	fmt.Printf("ingest (journal only): ratio %.2f (per slice %s; target >= 0.5), p99 %s (target <= 10ms), peak RSS %.1f MB (target <= 80 MB)\n",
+		j.rps/b.rps, ratios(js, bs), j.p99, float64(j.rss)/1e6)
+	fmt.Printf("ingest while EventLog consumes: ratio %.2f (per slice %s), p99 %s, peak RSS %.1f MB\n",
+		e.rps/b.rps, ratios(es, bs), e.p99, float64(e.rss)/1e6)
+
+	// Nothing lost: the journal holds every event emsflow accepted (the ids are distinct, so
+	// dedupe must not drop any), and EventLog wrote every accepted event once.
+	var errs []error
+	jAcc, stored := settle(jAddr, accRe, storedRe)
+	fmt.Printf("journal only: emsflow accepted %s events (%d requests), the journal holds %s\n", jAcc, j.requests, stored)
+	if jAcc == "?" || jAcc != stored {
+		errs = append(errs, fmt.Errorf("journal only: accepted %s events, journal holds %s", jAcc, stored))
+	}
+	settleEventLog(eAddr, 2*time.Minute)
+	eAcc := metric(eAddr, accRe)
+	lines, distinct := countLines(filepath.Join(eDir, "events.jsonl*"))
+	fmt.Printf("with EventLog: emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct; %s\n",
+		eAcc, e.requests, lines, distinct, lagged)
+	if distinct != lines {
+		errs = append(errs, fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct))
+	}
+	if eAcc != strconv.Itoa(distinct) {
+		errs = append(errs, fmt.Errorf("EventLog logged %d distinct events, the webhook accepted %s", distinct, eAcc))
+	}
+	return errors.Join(errs...)
 }
 
-// target is one emsflow target's figures and the check that it lost nothing.
-type target struct {
-	result
-	check string // what was verified, for the report
-	err   error  // the check failed
+// combine sums the slices of one target: events/s over the whole time under load, the median
+// of the slices' p50 and p99, and the range of their p99.
+func combine(name string, rs []result) result {
+	out := result{name: name}
+	var secs float64
+	var p50s, p99s []time.Duration
+	for _, r := range rs {
+		out.requests += r.requests
+		out.non2xx += r.non2xx
+		secs += float64(r.requests) / r.rps
+		p50s, p99s = append(p50s, r.p50), append(p99s, r.p99)
+	}
+	out.rps = float64(out.requests) / secs
+	slices.Sort(p50s)
+	slices.Sort(p99s)
+	out.p50, out.p99 = median(p50s), median(p99s)
+	out.p99Range = fmt.Sprintf("%s–%s", p99s[0].Round(10*time.Microsecond), p99s[len(p99s)-1].Round(10*time.Microsecond))
+	return out
 }
 
-// ingestOnly measures the webhook and journal alone: no plugin subscribes, so nothing reads
-// the journal during the load. The journal must then hold exactly the accepted events (the
-// ids are distinct, so dedupe must not drop any).
-func ingestOnly(bin, dir, script string, dur time.Duration, conns int) (target, error) {
-	dir = filepath.Join(dir, "journal-only")
-	ems, addr, err := startEmsflow(bin, dir, false)
-	if err != nil {
-		return target{}, err
+// median of sorted durations.
+func median(d []time.Duration) time.Duration {
+	if n := len(d); n%2 == 0 {
+		return (d[n/2-1] + d[n/2]) / 2
 	}
-	defer func() { _ = ems.Process.Kill() }()
-	r, err := load("http://"+addr+"/evowebservices", script, dur, conns)
-	if err != nil {
-		return target{}, fmt.Errorf("emsflow: %w", err)
-	}
-	r.name, r.rss = "emsflow (journal only)", peakRSS(ems.Process.Pid)
-	// Requests in flight when wrk stopped are still answered; wait until the count is stable.
-	accepted, stored := settle(addr, accRe, storedRe)
-	out := target{result: r, check: fmt.Sprintf("journal only: emsflow accepted %s events (%d requests), the journal holds %s", accepted, r.requests, stored)}
-	if accepted == "?" || accepted != stored {
-		out.err = fmt.Errorf("journal only: accepted %s events, journal holds %s", accepted, stored)
-	}
-	return out, nil
+	return d[len(d)/2]
 }
 
-// withEventLog measures ingest while EventLog consumes the same events, and checks that every
-// accepted event was written to its file once.
-func withEventLog(bin, dir, script string, dur time.Duration, conns int) (target, error) {
-	dir = filepath.Join(dir, "eventlog")
-	ems, addr, err := startEmsflow(bin, dir, true)
-	if err != nil {
-		return target{}, err
+// ratios is the range of the per-slice ratios a[i]/b[i].
+func ratios(a, b []result) string {
+	lo, hi := 0.0, 0.0
+	for i := range a {
+		r := a[i].rps / b[i].rps
+		if i == 0 || r < lo {
+			lo = r
+		}
+		if r > hi {
+			hi = r
+		}
 	}
-	defer func() { _ = ems.Process.Kill() }()
-	r, err := load("http://"+addr+"/evowebservices", script, dur, conns)
-	if err != nil {
-		return target{}, fmt.Errorf("emsflow: %w", err)
-	}
-	r.name, r.rss = "emsflow + EventLog", peakRSS(ems.Process.Pid)
-	// How far the dispatcher kept up: ingest alone is faster when EventLog falls behind.
-	handledAtEnd, acceptedAtEnd := metric(addr, handRe), metric(addr, accRe)
-	settleStart := time.Now()
-	settleEventLog(addr, 2*time.Minute)
-	caughtUp := time.Since(settleStart)
-	accepted := metric(addr, accRe) // after the requests still in flight when wrk stopped
-	lines, distinct := countLines(filepath.Join(dir, "events.jsonl*"))
-	out := target{result: r, check: fmt.Sprintf("with EventLog: emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct; "+
-		"it had handled %s of %s events when the load ended, all %s later",
-		accepted, r.requests, lines, distinct, handledAtEnd, acceptedAtEnd, caughtUp.Round(100*time.Millisecond))}
-	switch {
-	case distinct != lines:
-		out.err = fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct)
-	case accepted != strconv.Itoa(distinct):
-		out.err = fmt.Errorf("EventLog logged %d distinct events, the webhook accepted %s", distinct, accepted)
-	}
-	return out, nil
+	return fmt.Sprintf("%.2f–%.2f", lo, hi)
 }
 
-// luaScript makes each request's body unique by rewriting the envelope id and uniqueId.
 // inputs returns the absolute path of the emsflow binary and the event body template.
 func inputs(bin, fixture string) (string, []byte, error) {
 	abs, err := filepath.Abs(bin)
@@ -273,7 +317,7 @@ func runRate(bin string, body []byte, dur time.Duration, rate int) error {
 	// Each connection waits between requests so that together they send about rate per second.
 	delayMS := max(1, rateConns*1000/rate)
 	script := filepath.Join(tmp, "post.lua")
-	lua := luaScript(string(body)) + fmt.Sprintf("\nfunction delay()\n  return %d\nend\n", delayMS)
+	lua := luaScript(string(body), 1) + fmt.Sprintf("\nfunction delay()\n  return %d\nend\n", delayMS)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return err
 	}
@@ -296,7 +340,12 @@ func runRate(bin string, body []byte, dur time.Duration, rate int) error {
 	return nil
 }
 
-func luaScript(body string) string {
+// luaScript makes each request's body unique by rewriting the envelope id: run (from 1), wrk's
+// thread number and a per-thread counter. Every wrk invocation starts its counters again, so
+// each invocation against the same journal needs its own run number, or its events are
+// duplicates of the previous invocation's (dropped by dedupe, or stored twice once the dedupe
+// window has passed).
+func luaScript(body string, run int) string {
 	body = strings.TrimSpace(body)
 	body = regexp.MustCompile(`"id":\s*\d+`).ReplaceAllString(body, `"id":__ID__`)
 	// wrk runs one Lua state per thread: the thread number set in setup() keeps the ids of two
@@ -314,11 +363,11 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
-  local id = string.format("%%d%%012d", tid, counter)
+  local id = string.format("%d%%d%%012d", tid, counter)
   local b = string.gsub(template, "__ID__", id)
   return wrk.format(nil, nil, nil, b)
 end
-`, body)
+`, body, run)
 }
 
 var (
