@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -403,7 +404,7 @@ func load(url, script string, dur time.Duration, conns int) (result, error) {
 		}
 		if m := pctRe.FindStringSubmatch(line); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
-			d := time.Duration(v * unitNS[m[3]])
+			d := time.Duration(math.Round(v*unitNS[m[3]]/1e3)) * time.Microsecond // wrk prints at most µs precision
 			if m[1] == "50" {
 				r.p50 = d
 			} else {
