@@ -267,6 +267,21 @@ const (
 	pullHeartbeat = time.Second
 )
 
+// nextWait bounds one Next call while events may be flowing. nats.go (v1.55) can lose its own
+// wake-up: when the iterator takes the last buffered event while its next pull request is still
+// being published, it skips the request and then waits with none at the server, until its
+// missed-heartbeat error two heartbeats later. Under load that was a 2 s stall with events
+// pending, no pull request at the server and none outstanding in the client (measured by polling
+// both; nats-io/nats.go#1622 reports the same state). Every Next call first decides whether to
+// pull more, so calling it again after nextWait ends such a stall. After idleBeforeLongWait
+// without an event, Next waits without a limit, as before: a pull request the server really lost
+// (a restart, a leader change) is still found by the missed-heartbeat check, which only runs
+// within one long Next call.
+const (
+	nextWait           = 100 * time.Millisecond
+	idleBeforeLongWait = 2 * pullHeartbeat
+)
+
 // errStopped ends run once Stop has begun.
 var errStopped = errors.New("dispatcher stopping")
 
@@ -288,10 +303,9 @@ func (r *runner) open(ctx context.Context, again bool) (jetstream.MessagesContex
 	}
 	iter, err := r.cons.Messages(
 		jetstream.PullMaxMessages(r.pol.Concurrency*8),
-		// Under saturating load deliveries were seen to stop with messages pending until the
-		// iterator reported a missed heartbeat (the cause, in nats.go's pull bookkeeping or
-		// the server, was not found). A short heartbeat and pull expiry bound such a stall to
-		// about two seconds; with the defaults it lasted 30 s.
+		// A short heartbeat and pull expiry bound how long a lost pull request goes unnoticed
+		// while the runner waits without a limit (see nextWait): about two seconds; with the
+		// defaults it lasted 30 s.
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.PullHeartbeat(pullHeartbeat),
 	)
@@ -366,6 +380,7 @@ func (r *runner) run(ctx context.Context) {
 		workers.Wait()
 	}()
 	var iter jetstream.MessagesContext
+	var idle time.Duration // waited in short Next calls without an event
 	opened, failures := false, 0
 	for {
 		if iter == nil {
@@ -384,7 +399,20 @@ func (r *runner) run(ctx context.Context) {
 			}
 			iter, opened = it, true
 		}
-		m, err := iter.Next()
+		var (
+			m   jetstream.Msg
+			err error
+		)
+		if idle < idleBeforeLongWait {
+			m, err = iter.Next(jetstream.NextMaxWait(nextWait))
+		} else {
+			m, err = iter.Next()
+		}
+		if errors.Is(err, nats.ErrTimeout) {
+			idle += nextWait
+			continue
+		}
+		idle = 0
 		if err != nil {
 			if r.isStopped() || ctx.Err() != nil {
 				return

@@ -482,3 +482,26 @@ func TestFetchingSurvivesConsumerDeletion(t *testing.T) {
 		t.Fatalf("the event appended after the consumer was made again was not delivered: %v", err)
 	}
 }
+
+// TestIdleIsNotAFetchError: the runner calls Next with a short wait while events may be flowing
+// (a guard against nats.go losing its own pull request) and without one once idle. Neither an
+// idle spell in the short waits nor a longer one counts as a fetch error, and an event journaled
+// after either is delivered.
+func TestIdleIsNotAFetchError(t *testing.T) {
+	rec := plugintest.NewRecorder("streams", event.InStreamCreated)
+	h := start(t, t.TempDir(), dispatch.Entry{Plugin: rec, Policy: fast})
+	ctx := waitCtx(t)
+	// 500 ms: several short waits; 2.5 s: past them, into the unbounded wait.
+	for i, idle := range []time.Duration{500 * time.Millisecond, 2500 * time.Millisecond} {
+		time.Sleep(idle) // the idle spell is what is under test
+		if err := h.j.Append(ctx, []*event.Event{mkEvent(t, event.InStreamCreated, "a", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.Wait(ctx, func(r *plugintest.Recorder) bool { return len(r.Handled()) == i+1 }); err != nil {
+			t.Fatalf("event after %s idle not delivered: %v", idle, err)
+		}
+	}
+	if n := counter(t, h.reg, "emsflow_plugin_consume_errors_total", "streams"); n != 0 {
+		t.Errorf("consume errors = %v after idle spells, want 0", n)
+	}
+}

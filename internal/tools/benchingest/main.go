@@ -191,8 +191,8 @@ func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 	settleEventLog(eAddr, 2*time.Minute)
 	eAcc := metric(eAddr, accRe)
 	lines, distinct := countLines(filepath.Join(eDir, "events.jsonl*"))
-	fmt.Printf("with EventLog: emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct; %s\n",
-		eAcc, e.requests, lines, distinct, lagged)
+	fmt.Printf("with EventLog: emsflow accepted %s events (%d requests); EventLog wrote %d lines, %d distinct; %s; fetch errors (stalls): %s\n",
+		eAcc, e.requests, lines, distinct, lagged, metric(eAddr, consErrRe))
 	if distinct != lines {
 		errs = append(errs, fmt.Errorf("EventLog wrote %d duplicate lines", lines-distinct))
 	}
@@ -372,16 +372,17 @@ end
 }
 
 var (
-	reqRe    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	nonRe    = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-	totRe    = regexp.MustCompile(`(\d+) requests in`)
-	pctRe    = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
-	cpuRe    = regexp.MustCompile(`^processor`)
-	hwmRe    = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
-	accRe    = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
-	handRe   = regexp.MustCompile(`emsflow_plugin_handled_total\{plugin="EventLog"\} (\S+)`)
-	storedRe = regexp.MustCompile(`emsflow_journal_messages\{stream="events"\} (\S+)`)
-	unitNS   = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
+	reqRe     = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	nonRe     = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	totRe     = regexp.MustCompile(`(\d+) requests in`)
+	pctRe     = regexp.MustCompile(`^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	cpuRe     = regexp.MustCompile(`^processor`)
+	hwmRe     = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
+	accRe     = regexp.MustCompile(`emsflow_webhook_events_accepted_total\{[^}]*\} (\S+)`)
+	handRe    = regexp.MustCompile(`emsflow_plugin_handled_total\{plugin="EventLog"\} (\S+)`)
+	consErrRe = regexp.MustCompile(`emsflow_plugin_consume_errors_total\{plugin="EventLog"\} (\S+)`)
+	storedRe  = regexp.MustCompile(`emsflow_journal_messages\{stream="events"\} (\S+)`)
+	unitNS    = map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}
 )
 
 func load(url, script string, dur time.Duration, conns int) (result, error) {
