@@ -57,15 +57,15 @@ func TestParseAck(t *testing.T) {
 	}
 }
 
-// TestAppendThroughServer: an event is stored once however often it is appended, a message the
-// stream refuses comes back as the server's error, and a subject no stream takes fails after
-// the retries instead of hanging.
-func TestAppendThroughServer(t *testing.T) {
+// openWithFixture opens an embedded journal in a temporary folder and decodes the
+// inStreamCreated fixture; the journal is closed when the test ends.
+func openWithFixture(t *testing.T) (*Journal, *event.Event) {
+	t.Helper()
 	j, err := Open(t.Context(), Config{DataDir: t.TempDir(), DedupeWindow: time.Minute}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
+	t.Cleanup(func() { _ = j.Close() })
 	body, err := os.ReadFile("../../webhook/testdata/inStreamCreated.json")
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +74,14 @@ func TestAppendThroughServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return j, ev
+}
+
+// TestAppendThroughServer: an event is stored once however often it is appended, a message the
+// stream refuses comes back as the server's error, and a subject no stream takes fails after
+// the retries instead of hanging.
+func TestAppendThroughServer(t *testing.T) {
+	j, ev := openWithFixture(t)
 	ev.EMS = "ems1"
 	for range 3 {
 		if err := j.Append(t.Context(), []*event.Event{ev}); err != nil {
@@ -115,19 +123,7 @@ func TestAppendThroughServer(t *testing.T) {
 // TestCollector: the gauges report what the streams hold, and a journal that cannot answer is
 // reported as a scrape error instead of stale or zero counts.
 func TestCollector(t *testing.T) {
-	j, err := Open(t.Context(), Config{DataDir: t.TempDir(), DedupeWindow: time.Minute}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	body, err := os.ReadFile("../../webhook/testdata/inStreamCreated.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := event.DecodeEnvelope(body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, ev := openWithFixture(t)
 	ev2 := *ev
 	ev.EMS, ev2.EMS = "ems1", "ems2"
 	if err := j.Append(t.Context(), []*event.Event{ev, &ev2, ev}); err != nil {
@@ -147,8 +143,8 @@ func TestCollector(t *testing.T) {
 			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
 		}
 	}
-	if b := got[`emsflow_journal_bytes{stream="events"}`]; b < float64(2*len(body)) {
-		t.Errorf("events stream bytes = %v, want at least the two bodies (%d)", b, 2*len(body))
+	if b := got[`emsflow_journal_bytes{stream="events"}`]; b < float64(2*len(ev.Raw)) {
+		t.Errorf("events stream bytes = %v, want at least the two bodies (%d)", b, 2*len(ev.Raw))
 	}
 
 	if err := j.Close(); err != nil {
