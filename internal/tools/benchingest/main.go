@@ -16,7 +16,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -245,14 +247,22 @@ func ratios(a, b []result) string {
 	return fmt.Sprintf("%.2f–%.2f", lo, hi)
 }
 
-// inputs returns the absolute path of the emsflow binary and the event body template.
+// inputs returns the absolute path of the emsflow binary and the event body template, compact.
 func inputs(bin, fixture string) (string, []byte, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return "", nil, err
 	}
 	body, err := os.ReadFile(fixture)
-	return abs, body, err
+	if err != nil {
+		return "", nil, err
+	}
+	// EMS posts each event as one line of compact JSON; the fixture is wrapped for reading.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return "", nil, fmt.Errorf("fixture %s: %w", fixture, err)
+	}
+	return abs, compact.Bytes(), nil
 }
 
 // startEmsflow runs emsflow on a fresh journal in dir, with EventLog enabled or not, and waits
