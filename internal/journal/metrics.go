@@ -12,31 +12,35 @@ import (
 // delays /metrics by at most this much instead of hanging it.
 const scrapeTimeout = 2 * time.Second
 
-var (
-	messagesDesc = prometheus.NewDesc("emsflow_journal_messages",
-		"Messages held by a journal stream (events: accepted events within retention; dead: dead letters).",
-		[]string{"stream"}, nil)
-	bytesDesc = prometheus.NewDesc("emsflow_journal_bytes",
-		"Bytes held by a journal stream, to compare with journal.max_bytes.",
-		[]string{"stream"}, nil)
-	scrapeErrorsDesc = prometheus.NewDesc("emsflow_journal_scrape_errors",
-		"1 when a journal stream's state could not be read for this scrape.",
-		[]string{"stream"}, nil)
-)
-
 // Collector reports the size of the event and dead-letter streams, read from the server at
 // each scrape. Register it once per Journal.
-func (j *Journal) Collector() prometheus.Collector { return collector{j} }
-
-type collector struct{ j *Journal }
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- messagesDesc
-	ch <- bytesDesc
-	ch <- scrapeErrorsDesc
+func (j *Journal) Collector() prometheus.Collector {
+	return &collector{
+		j: j,
+		messages: prometheus.NewDesc("emsflow_journal_messages",
+			"Messages held by a journal stream (events: accepted events within retention; dead: dead letters).",
+			[]string{"stream"}, nil),
+		bytes: prometheus.NewDesc("emsflow_journal_bytes",
+			"Bytes held by a journal stream, to compare with journal.max_bytes.",
+			[]string{"stream"}, nil),
+		scrapeErrors: prometheus.NewDesc("emsflow_journal_scrape_errors",
+			"1 when a journal stream's state could not be read for this scrape.",
+			[]string{"stream"}, nil),
+	}
 }
 
-func (c collector) Collect(ch chan<- prometheus.Metric) {
+type collector struct {
+	j                             *Journal
+	messages, bytes, scrapeErrors *prometheus.Desc
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.messages
+	ch <- c.bytes
+	ch <- c.scrapeErrors
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	for label, str := range map[string]jetstream.Stream{"events": c.j.str, "dead": c.j.dead} {
@@ -44,10 +48,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if str != nil {
 			if info, err := str.Info(ctx); err == nil {
 				failed = 0
-				ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.GaugeValue, float64(info.State.Msgs), label)
-				ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.GaugeValue, float64(info.State.Bytes), label)
+				ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(info.State.Msgs), label)
+				ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(info.State.Bytes), label)
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(scrapeErrorsDesc, prometheus.GaugeValue, failed, label)
+		ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.GaugeValue, failed, label)
 	}
 }
