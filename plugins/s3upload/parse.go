@@ -99,7 +99,8 @@ type mpdSegmentList struct {
 }
 
 // mpdPattern is a media template whose segments cannot be listed from the manifest alone (no
-// SegmentTimeline): the files in dir whose names match re are taken as referenced.
+// SegmentTimeline, or one whose last entry repeats to the period's end): the files in dir whose
+// names match re are taken as referenced.
 type mpdPattern struct {
 	dir string
 	re  *regexp.Regexp
@@ -177,9 +178,8 @@ func mpdRefs(data []byte) ([]string, []mpdPattern, error) {
 						break
 					}
 					if tpl.Timeline == nil {
-						if re := templateRegexp(tpl.Media, rep); re != nil {
-							dir := path.Join(rBase, path.Dir(tpl.Media))
-							pats = append(pats, mpdPattern{dir: dir, re: re})
+						if p, ok := templatePattern(rBase, tpl.Media, rep); ok {
+							pats = append(pats, p)
 						}
 						break
 					}
@@ -188,11 +188,23 @@ func mpdRefs(data []byte) ([]string, []mpdPattern, error) {
 						num = *tpl.StartNumber
 					}
 					var t uint64
-					for _, s := range tpl.Timeline.S {
+					timeline := tpl.Timeline.S
+					for i, s := range timeline {
 						if s.T != nil {
 							t = *s.T
 						}
-						repeat := max(s.R, 0) // r=-1 (until the next S or the period end) cannot be counted here
+						repeat := max(s.R, 0)
+						if s.R < 0 {
+							// r=-1 repeats until the next S's start, or to the period's end.
+							if i+1 < len(timeline) && timeline[i+1].T != nil && s.D > 0 && *timeline[i+1].T > t {
+								repeat = int64((*timeline[i+1].T-t+s.D-1)/s.D) - 1
+							} else if p, ok := templatePattern(rBase, tpl.Media, rep); ok {
+								// The period's end is not in the file (a live manifest grows to
+								// "now"): every file the template matches counts, which errs on
+								// the side of uploading before the manifest.
+								pats = append(pats, p)
+							}
+						}
 						for range repeat + 1 {
 							add(rBase, expandTemplate(tpl.Media, rep, num, t))
 							num++
@@ -271,6 +283,17 @@ func expandTemplate(tpl string, rep mpdRepresentation, number, t uint64) string 
 		}
 		return v
 	})
+}
+
+// templatePattern is the pattern of a media template's files: its folder under base, with the
+// representation's id and bandwidth filled in ($RepresentationID$/ is a common folder), and a
+// regexp for the file names.
+func templatePattern(base, media string, rep mpdRepresentation) (mpdPattern, bool) {
+	re := templateRegexp(media, rep)
+	if re == nil {
+		return mpdPattern{}, false
+	}
+	return mpdPattern{dir: path.Join(base, path.Dir(expandTemplate(media, rep, 0, 0))), re: re}, true
 }
 
 // templateRegexp matches the file names a media template can produce.

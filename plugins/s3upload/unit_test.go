@@ -185,6 +185,50 @@ func TestMPDRefs(t *testing.T) {
 	}
 }
 
+// TestMPDRefsRepeatToNext: r="-1" repeats a segment until the next S's start, or, on the last
+// S, to the period's end, which a live manifest does not state: then every file the template
+// matches counts as referenced, so the manifest never reaches the bucket before a segment it
+// lists. A template's folder is looked up with the representation filled in.
+func TestMPDRefsRepeatToNext(t *testing.T) {
+	mpd := `<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic">
+ <Period>
+  <AdaptationSet>
+   <SegmentTemplate media="$RepresentationID$/$Time$.m4s">
+    <SegmentTimeline><S t="0" d="10" r="-1"/><S t="40" d="5" r="-1"/></SegmentTimeline>
+   </SegmentTemplate>
+   <Representation id="v0"/>
+  </AdaptationSet>
+  <AdaptationSet>
+   <SegmentTemplate media="a_$Number$.m4s" startNumber="3">
+    <SegmentTimeline><S t="0" d="4" r="-1"/><S t="10" d="4"/></SegmentTimeline>
+   </SegmentTemplate>
+   <Representation id="a0"/>
+  </AdaptationSet>
+  <AdaptationSet>
+   <SegmentTemplate media="$RepresentationID$/s_$Number$.m4s" duration="2"/>
+   <Representation id="x0"/>
+  </AdaptationSet>
+ </Period>
+</MPD>`
+	refs, pats, err := mpdRefs([]byte(mpd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v0: 0, 10, 20, 30 up to the next S at 40, then 40 itself; a0: 0, 4, 8 (the next S starts
+	// at 10, inside the third), then the S at 10.
+	want := []string{"v0/0.m4s", "v0/10.m4s", "v0/20.m4s", "v0/30.m4s", "v0/40.m4s", "a_3.m4s", "a_4.m4s", "a_5.m4s", "a_6.m4s"}
+	if !slices.Equal(refs, want) {
+		t.Errorf("refs:\ngot  %v\nwant %v", refs, want)
+	}
+	// v0's last S repeats to the period's end; x0 has no timeline. Both folders are the
+	// representation's, not a literal "$RepresentationID$".
+	if len(pats) != 2 || pats[0].dir != "v0" || !pats[0].re.MatchString("45.m4s") || pats[0].re.MatchString("a_7.m4s") ||
+		pats[1].dir != "x0" || !pats[1].re.MatchString("s_12.m4s") {
+		t.Errorf("patterns = %+v, want v0's template and x0's, in their own folders", pats)
+	}
+}
+
 func TestLocalRef(t *testing.T) {
 	for in, want := range map[string]string{"a.ts": "a.ts", "a.ts?x=1": "a.ts", "https://h/a.ts": "", "/a.ts": "", "data:abc": "", " b/c.ts ": "b/c.ts"} {
 		if got := localRef(in); got != want {
