@@ -289,7 +289,7 @@ func (s *Sim) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if agent == "" {
 		agent = "FMLE/3.0 (compatible; FMSc/1.0)"
 	}
-	conn := rtmpConnect{tcURL: q.Get("tcUrl"), swfURL: q.Get("swfUrl"), pageURL: q.Get("pageUrl")}
+	conn := connectFromQuery(q)
 	id, err := s.publish(name, farIP, farPort, agent, conn)
 	if err != nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
@@ -318,7 +318,7 @@ func (s *Sim) handlePlay(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.newStreamLocked(in.name, "ONR", opStandard, in, nil)
 	st.nearIP, st.nearPort, st.farIP, st.farPort, st.agent = s.cfg.IP, s.rtmpPort(), q.Get("farIp"), farPort, q.Get("agent")
-	st.conn = rtmpConnect{tcURL: q.Get("tcUrl"), swfURL: q.Get("swfUrl"), pageURL: q.Get("pageUrl")}
+	st.conn = connectFromQuery(q)
 	s.em.emit("outStreamCreated", s.statsLocked(st, true))
 	writeJSON(w, http.StatusOK, map[string]uint64{"uniqueId": st.id})
 }
@@ -383,6 +383,11 @@ func (s *Sim) nextStreamIDPeek() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nextStreamID
+}
+
+// connectFromQuery reads the RTMP connect fields a peer's admin call carries.
+func connectFromQuery(q url.Values) rtmpConnect {
+	return rtmpConnect{tcURL: q.Get("tcUrl"), swfURL: q.Get("swfUrl"), pageURL: q.Get("pageUrl")}
 }
 
 // publish opens an inbound stream published from farIP:farPort with the connect fields conn;
