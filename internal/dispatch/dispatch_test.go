@@ -189,8 +189,14 @@ func TestRetriesUntilSuccess(t *testing.T) {
 	if got := counter(t, h.reg, "emsflow_plugin_retried_total", "flaky"); got != failures {
 		t.Errorf("retried_total = %v, want %d", got, failures)
 	}
-	if got := counter(t, h.reg, "emsflow_plugin_handled_total", "flaky"); got != 1 {
-		t.Errorf("handled_total = %v, want 1", got)
+	// The counter moves after Handle returned, so after the recorder saw the success.
+	ctx := waitCtx(t)
+	for counter(t, h.reg, "emsflow_plugin_handled_total", "flaky") != 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("handled_total = %v, want 1", counter(t, h.reg, "emsflow_plugin_handled_total", "flaky"))
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 
