@@ -3,8 +3,10 @@
 // server or cluster reached by URL. It also owns the dead-letter stream.
 //
 // Each event is one message on subject "ems.events.<ems>.<type>", its body the event exactly as
-// EMS sent it, its EMS name in a header, and its dedupe key as the JetStream message id, so a
-// duplicate POST within the dedupe window is stored once.
+// EMS sent it, and its EMS name in a header. A duplicate POST within the dedupe window is stored
+// once: the embedded journal keeps the dedupe keys of the window itself (see dedupe), an external
+// one sends each key as the JetStream message id, so that every emsflow sharing the cluster
+// shares the server's index.
 package journal
 
 import (
@@ -78,6 +80,7 @@ type Journal struct {
 	js     jetstream.JetStream
 	str    jetstream.Stream
 	dead   jetstream.Stream
+	dd     *dedupe // the embedded journal's dedupe index; nil with an external URL
 }
 
 // Open starts (or connects to) NATS and creates or updates the event and dead-letter streams.
@@ -157,6 +160,13 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		j.Close()
 		return nil, fmt.Errorf("create stream %s: %w", dc.Name, err)
 	}
+	if j.srv != nil {
+		j.dd = newDedupe(cfg.DedupeWindow, time.Now())
+		if err := j.loadDedupe(ctx); err != nil {
+			j.Close()
+			return nil, err
+		}
+	}
 	return j, nil
 }
 
@@ -228,6 +238,120 @@ func Token(s string) string {
 // (same key within the dedupe window) is acknowledged without being stored again.
 func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
 	received := time.Now().UTC().Format(time.RFC3339Nano)
+	switch {
+	case j.dd == nil:
+		return j.appendWithMsgIDs(ctx, evs, received)
+	case len(evs) == 1:
+		return j.appendOne(ctx, evs[0], received)
+	default:
+		return j.appendBatch(ctx, evs, received)
+	}
+}
+
+// flightTimeout bounds one publish to the embedded server. The publish outlives the request
+// that started it: while it is in flight a retried POST of the same event waits for it instead
+// of storing the event again, so a slow answer cannot turn into a duplicate.
+const flightTimeout = time.Minute
+
+// appendOne stores one event through the dedupe index.
+func (j *Journal) appendOne(ctx context.Context, ev *event.Event, received string) error {
+	k := ev.Digest()
+	for {
+		f, owner := j.dd.claim(k, time.Now())
+		if f == nil {
+			return nil // stored within the window
+		}
+		if owner {
+			go j.fly(ctx, k, f, j.message(ev, received))
+		}
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return nil
+			}
+			if owner {
+				return fmt.Errorf("journal %s: %w", ev.Type, f.err)
+			}
+			// The other request's publish failed: claim the key again and publish this one.
+		case <-ctx.Done():
+			return fmt.Errorf("journal %s: %w", ev.Type, context.Cause(ctx))
+		}
+	}
+}
+
+// fly publishes an owned message and ends its flight, whether or not the request that started
+// it still waits.
+func (j *Journal) fly(ctx context.Context, k digest, f *flight, m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+	defer cancel()
+	j.dd.finish(k, f, j.publish(ctx, m), time.Now())
+}
+
+// appendBatch stores a batch through the dedupe index, in order, its publishes pipelined. A
+// duplicate inside the batch waits for the first copy's publish.
+func (j *Journal) appendBatch(ctx context.Context, evs []*event.Event, received string) error {
+	var (
+		waits []*flight
+		keys  []digest
+		mine  []*flight
+		futs  []jetstream.PubAckFuture
+		err   error
+	)
+	now := time.Now()
+	for _, ev := range evs {
+		k := ev.Digest()
+		f, owner := j.dd.claim(k, now)
+		switch {
+		case f == nil:
+			continue
+		case !owner:
+		case err != nil: // an earlier publish of the batch failed: release the rest
+			j.dd.finish(k, f, err, now)
+		default:
+			var fut jetstream.PubAckFuture
+			if fut, err = j.js.PublishMsgAsync(j.message(ev, received)); err != nil {
+				err = fmt.Errorf("journal %s: %w", ev.Type, err)
+				j.dd.finish(k, f, err, now)
+				break
+			}
+			keys, mine, futs = append(keys, k), append(mine, f), append(futs, fut)
+		}
+		waits = append(waits, f)
+	}
+	go j.land(ctx, keys, mine, futs)
+	for _, f := range waits {
+		select {
+		case <-f.done:
+			if f.err != nil {
+				return fmt.Errorf("journal: %w", f.err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("journal: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// land ends the flights of a batch's publishes as the server acknowledges them, whether or not
+// the request that started them still waits.
+func (j *Journal) land(ctx context.Context, keys []digest, fs []*flight, futs []jetstream.PubAckFuture) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+	defer cancel()
+	for i, fut := range futs {
+		var err error
+		select {
+		case <-fut.Ok():
+		case err = <-fut.Err():
+		case <-ctx.Done():
+			err = fmt.Errorf("no acknowledgement: %w", context.Cause(ctx))
+		}
+		j.dd.finish(keys[i], fs[i], err, time.Now())
+	}
+}
+
+// appendWithMsgIDs stores events on an external server, whose message-id index drops
+// duplicates.
+func (j *Journal) appendWithMsgIDs(ctx context.Context, evs []*event.Event, received string) error {
 	if len(evs) == 1 {
 		if err := j.publish(ctx, j.message(evs[0], received)); err != nil {
 			return fmt.Errorf("journal %s: %w", evs[0].Type, err)
@@ -254,21 +378,78 @@ func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
 	return nil
 }
 
-// message is the journal message of an event, its dedupe key as the JetStream message id.
+// loadDedupe reads back the keys of the events stored within the last dedupe window, so a
+// duplicate POST after a restart is still stored once. The keys are recomputed from the stored
+// messages; they count as stored now, so they are remembered up to one window longer than
+// needed.
+func (j *Journal) loadDedupe(ctx context.Context) error {
+	info, err := j.str.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read back dedupe keys: %w", err)
+	}
+	st := info.State
+	began := time.Now()
+	since := began.Add(-j.cfg.DedupeWindow)
+	if st.Msgs == 0 || st.LastTime.Before(since) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, loadDedupeTimeout)
+	defer cancel()
+	cons, err := j.str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &since,
+	})
+	if err != nil {
+		return fmt.Errorf("read back dedupe keys: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("read back dedupe keys: %w", err)
+	}
+	defer it.Stop()
+	n := 0
+	for {
+		// A bounded wait recovers a pull the client forgot to renew (see dispatch's nextWait).
+		m, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read back dedupe keys (%d of the last %s read): %w", n, j.cfg.DedupeWindow, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("read back dedupe keys: %w", err)
+		}
+		j.dd.remember(event.Digest(m.Headers().Get(HeaderEMS), m.Data()), began)
+		n++
+		if md.Sequence.Stream >= st.LastSeq {
+			break
+		}
+	}
+	j.log.Info().Int(logfield.Count, n).Dur(logfield.Duration, time.Since(began)).
+		Msg("dedupe keys of the last window read back from the journal")
+	return nil
+}
+
+// loadDedupeTimeout bounds reading back the dedupe keys at start.
+const loadDedupeTimeout = 5 * time.Minute
+
+// message is the journal message of an event; on an external server its dedupe key is the
+// JetStream message id.
 func (j *Journal) message(ev *event.Event, received string) *nats.Msg {
 	data := []byte(ev.Raw)
 	if len(data) == 0 {
 		data, _ = ev.MarshalJSON()
 	}
-	return &nats.Msg{
-		Subject: Subject(ev.EMS, ev.Type),
-		Data:    data,
-		Header: nats.Header{
-			HeaderEMS:             {ev.EMS},
-			HeaderReceived:        {received},
-			jetstream.MsgIDHeader: {ev.Key()},
-		},
+	h := nats.Header{
+		HeaderEMS:      {ev.EMS},
+		HeaderReceived: {received},
 	}
+	if j.dd == nil {
+		h[jetstream.MsgIDHeader] = []string{ev.Key()}
+	}
+	return &nats.Msg{Subject: Subject(ev.EMS, ev.Type), Data: data, Header: h}
 }
 
 // publish stores one message and waits for the server's acknowledgement, as jetstream's

@@ -26,18 +26,23 @@ func (j *Journal) Collector() prometheus.Collector {
 		scrapeErrors: prometheus.NewDesc("emsflow_journal_scrape_errors",
 			"1 when a journal stream's state could not be read for this scrape.",
 			[]string{"stream"}, nil),
+		dedupeKeys: prometheus.NewDesc("emsflow_journal_dedupe_keys",
+			"Event keys the embedded journal remembers to drop duplicate POSTs (those of journal.dedupe_window and up to a quarter more, and publishes in flight), about 35 bytes each.",
+			nil, nil),
 	}
 }
 
 type collector struct {
 	j                             *Journal
 	messages, bytes, scrapeErrors *prometheus.Desc
+	dedupeKeys                    *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.messages
 	ch <- c.bytes
 	ch <- c.scrapeErrors
+	ch <- c.dedupeKeys
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -53,5 +58,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.GaugeValue, failed, label)
+	}
+	if c.j.dd != nil {
+		ch <- prometheus.MustNewConstMetric(c.dedupeKeys, prometheus.GaugeValue, float64(c.j.dd.len()))
 	}
 }
