@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 
 	"github.com/emsflow/emsflow/event"
@@ -203,4 +204,48 @@ func BenchmarkDedupeClaim(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/key")
 	runtime.KeepAlive(d)
+}
+
+// TestExternalServerDedupes: with an external NATS server (here one on loopback) the journal
+// keeps no index of its own and sends each key as the message id, so that every emsflow
+// sharing the cluster shares the server's dedupe.
+func TestExternalServerDedupes(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	j, err := Open(t.Context(), Config{URL: srv.ClientURL(), DedupeWindow: time.Minute}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if j.dd != nil {
+		t.Fatal("journal on an external server keeps its own dedupe index")
+	}
+	ev := fixture(t)
+	ev.EMS = "ems1"
+	other := *ev
+	other.EMS = "ems2"
+	for _, batch := range [][]*event.Event{{ev}, {ev}, {ev, &other, ev}} {
+		if err := j.Append(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(t, j); n != 2 {
+		t.Fatalf("stream holds %d messages, want 2", n)
+	}
+	got, err := j.Stream().GetLastMsgForSubject(t.Context(), Subject("ems1", event.InStreamCreated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := got.Header.Get("Nats-Msg-Id"); id != ev.Key() {
+		t.Errorf("message id = %q, want the event key %q", id, ev.Key())
+	}
 }
