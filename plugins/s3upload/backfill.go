@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
 	"strings"
@@ -50,13 +51,13 @@ func (u *Uploader) Reconcile(ctx context.Context) error {
 	if u.api == nil {
 		return errors.New("s3 upload: Reconcile before Start")
 	}
-	listed, err := u.listBucket(ctx)
-	if err != nil {
-		return err
-	}
 	var cands []candidate
 	for _, mr := range u.roots.available() {
 		cands = append(cands, u.scan(mr)...)
+	}
+	listed, err := u.listBucket(ctx, cands)
+	if err != nil {
+		return err
 	}
 	var repairs atomic.Int64
 	ctx = context.WithValue(ctx, repairKey{}, &repairs)
@@ -126,9 +127,13 @@ func (u *Uploader) backfill(ctx context.Context, c candidate, sameSize bool) err
 	return err
 }
 
-// listBucket returns the size of every object under the prefix.
-func (u *Uploader) listBucket(ctx context.Context) (map[string]int64, error) {
-	out := map[string]int64{}
+// listBucket returns the size of every object under the prefix whose key is a candidate's. A bucket keeps what EMS has long deleted from its disk, so the listing can be far larger
+// than the media folders; only the objects backfill compares are held.
+func (u *Uploader) listBucket(ctx context.Context, cands []candidate) (map[string]int64, error) {
+	out := make(map[string]int64, len(cands))
+	for _, c := range cands {
+		out[c.key] = -1
+	}
 	p := s3.NewListObjectsV2Paginator(u.api, &s3.ListObjectsV2Input{Bucket: aws.String(u.cfg.DefaultBucket), Prefix: aws.String(u.cfg.Prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -136,9 +141,13 @@ func (u *Uploader) listBucket(ctx context.Context) (map[string]int64, error) {
 			return nil, u.s3Error("list", u.cfg.Prefix, err)
 		}
 		for _, o := range page.Contents {
-			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+			k := aws.ToString(o.Key)
+			if _, ok := out[k]; ok {
+				out[k] = aws.ToInt64(o.Size)
+			}
 		}
 	}
+	maps.DeleteFunc(out, func(_ string, size int64) bool { return size < 0 })
 	return out, nil
 }
 

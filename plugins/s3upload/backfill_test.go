@@ -3,11 +3,15 @@ package s3upload
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/emsflow/emsflow/internal/s3test"
 )
@@ -115,5 +119,30 @@ func TestBackfillRepairsSameSizePlaylist(t *testing.T) {
 				t.Errorf("%s stored %d times, want 2 (each version once)", tc.key, got)
 			}
 		})
+	}
+}
+
+// TestListBucketHoldsCandidatesOnly: backfill keeps the sizes of the objects it compares with
+// local files, not the whole bucket, which keeps what EMS has long deleted from its disk.
+func TestListBucketHoldsCandidatesOnly(t *testing.T) {
+	e := newEnv(t, KindHLS, nil, nil)
+	put := func(key string, size int) {
+		if _, err := e.srv.Client.PutObject(t.Context(), &s3.PutObjectInput{
+			Bucket: aws.String(e.bucket), Key: aws.String(key), Body: bytes.NewReader(make([]byte, size)),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		put(fmt.Sprintf("hls/old/seg_%d.ts", i), i+1)
+	}
+	put("hls/cam1/seg_1.ts", 5)
+	got, err := e.u.listBucket(t.Context(), []candidate{{key: "hls/cam1/seg_1.ts"}, {key: "hls/cam1/seg_2.ts"}, {key: "hls/old/seg_3.ts"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"hls/cam1/seg_1.ts": 5, "hls/old/seg_3.ts": 4}
+	if !maps.Equal(got, want) {
+		t.Errorf("listBucket = %v, want %v", got, want)
 	}
 }
