@@ -6,8 +6,9 @@ import (
 )
 
 // dedupeSlices is how many slices the dedupe window is cut into. A key is forgotten between one
-// window and one window and a slice after it was stored; a new slice's map is sized from the
-// last one's, so a steady rate allocates each map once.
+// window and one window and a slice after it was stored. A new slice's map starts empty: sizing
+// it from the last one's held memory for keys that never came when a burst ended, and Go's maps
+// grow a table at a time, without a spike.
 const dedupeSlices = 4
 
 // digest is an event's dedupe key (event.Digest): 128 bits, so that two distinct events sharing
@@ -67,7 +68,7 @@ func (d *dedupe) rotate(now time.Time) {
 	for now.Sub(d.slices[d.cur].start) >= d.span {
 		last := d.slices[d.cur]
 		d.cur = (d.cur + 1) % len(d.slices)
-		d.slices[d.cur] = dedupeSlice{start: last.start.Add(d.span), keys: make(map[digest]struct{}, len(last.keys))}
+		d.slices[d.cur] = dedupeSlice{start: last.start.Add(d.span), keys: map[digest]struct{}{}}
 	}
 }
 
