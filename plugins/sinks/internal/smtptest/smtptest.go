@@ -2,18 +2,26 @@
 // receives, for tests of code that sends email.
 //
 // It speaks the plain dialogue net/smtp uses: greeting, EHLO/HELO, AUTH PLAIN, MAIL FROM,
-// RCPT TO, DATA with dot-unstuffing, RSET, NOOP and QUIT. It offers no TLS.
+// RCPT TO, DATA with dot-unstuffing, RSET, NOOP and QUIT. With WithStartTLS it also advertises
+// and performs STARTTLS; with WithImplicitTLS it speaks TLS from the first byte (smtps). It
+// records every command with whether the session was encrypted at that moment, so that tests
+// can check that credentials and mail only travelled under TLS. NewCA makes the certificates.
 package smtptest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/base64"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
+
+// sessionLimit bounds one session, handshake included.
+const sessionLimit = 30 * time.Second
 
 // Message is one received message.
 type Message struct {
@@ -23,8 +31,36 @@ type Message struct {
 	To []string
 	// Data is the message as sent, headers and body, with CRLF line ends and dots unstuffed.
 	Data string
-	// Auth is the decoded AUTH PLAIN identity "user:password", empty without AUTH.
+	// Auth is the decoded AUTH PLAIN identity "user:password", empty without AUTH. Tests should
+	// compare it rather than print it.
 	Auth string
+	// AuthTLS reports whether AUTH happened on an encrypted session.
+	AuthTLS bool
+	// TLS reports whether DATA happened on an encrypted session.
+	TLS bool
+}
+
+// Command is one command the server received, in order across all sessions.
+type Command struct {
+	// Verb is the command word in upper case ("EHLO", "STARTTLS", "AUTH", ...), without its
+	// arguments, so that recorded commands never hold credentials.
+	Verb string
+	// TLS reports whether the session was encrypted when the command arrived.
+	TLS bool
+}
+
+// Option configures a server.
+type Option func(*Server)
+
+// WithStartTLS makes the server advertise STARTTLS on unencrypted sessions and upgrade them with
+// cfg (see CA.ServerConfig).
+func WithStartTLS(cfg *tls.Config) Option {
+	return func(s *Server) { s.startTLS = cfg }
+}
+
+// WithImplicitTLS makes the server speak TLS with cfg from the first byte, as smtps does.
+func WithImplicitTLS(cfg *tls.Config) Option {
+	return func(s *Server) { s.implicit = cfg }
 }
 
 // Server is a running SMTP server.
@@ -32,22 +68,29 @@ type Server struct {
 	// Addr is host:port of the listener.
 	Addr string
 
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	msgs []Message
+	ln       net.Listener
+	startTLS *tls.Config
+	implicit *tls.Config
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	msgs     []Message
+	cmds     []Command
+	tlsErrs  []error
 	// reject, when non-zero, is the reply code given to DATA (for failure tests).
 	reject int
 }
 
 // New starts a server that is stopped when the test ends.
-func New(t testing.TB) *Server {
+func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}
 	s := &Server{Addr: ln.Addr().String(), ln: ln}
+	for _, o := range opts {
+		o(s)
+	}
 	s.wg.Add(1)
 	go s.serve()
 	t.Cleanup(s.Close)
@@ -67,6 +110,21 @@ func (s *Server) Messages() []Message {
 	return append([]Message(nil), s.msgs...)
 }
 
+// Commands returns the commands received so far, from every session.
+func (s *Server) Commands() []Command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Command(nil), s.cmds...)
+}
+
+// TLSErrors returns the errors of the TLS handshakes that failed, such as a client refusing
+// the server's certificate.
+func (s *Server) TLSErrors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.tlsErrs...)
+}
+
 // RejectData makes DATA answer code (such as 451 or 554); 0 accepts again.
 func (s *Server) RejectData(code int) {
 	s.mu.Lock()
@@ -81,16 +139,37 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
+		// A bound on every session keeps a stuck client from hanging Close and the test.
+		_ = c.SetDeadline(time.Now().Add(sessionLimit))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			if s.implicit != nil {
+				tc := tls.Server(c, s.implicit)
+				if !s.handshake(tc) {
+					_ = c.Close()
+					return
+				}
+				c = tc
+			}
 			defer c.Close()
-			s.session(c)
+			s.session(c, s.implicit != nil)
 		}()
 	}
 }
 
-func (s *Server) session(c net.Conn) {
+// handshake completes a server handshake and records its failure.
+func (s *Server) handshake(tc *tls.Conn) bool {
+	if err := tc.Handshake(); err != nil {
+		s.mu.Lock()
+		s.tlsErrs = append(s.tlsErrs, err)
+		s.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (s *Server) session(c net.Conn, encrypted bool) {
 	r := bufio.NewReader(c)
 	w := bufio.NewWriter(c)
 	reply := func(line string) bool {
@@ -106,13 +185,39 @@ func (s *Server) session(c net.Conn) {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		verb, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(verb) {
+		verb = strings.ToUpper(verb)
+		s.mu.Lock()
+		s.cmds = append(s.cmds, Command{Verb: verb, TLS: encrypted})
+		s.mu.Unlock()
+		switch verb {
 		case "EHLO":
 			reply("250-smtptest")
 			reply("250-8BITMIME")
+			if s.startTLS != nil && !encrypted {
+				reply("250-STARTTLS")
+			}
 			reply("250 AUTH PLAIN")
 		case "HELO":
 			reply("250 smtptest")
+		case "STARTTLS":
+			if s.startTLS == nil || encrypted {
+				reply("502 not offered")
+				continue
+			}
+			if r.Buffered() > 0 {
+				// Commands pipelined after STARTTLS would be read in clear (RFC 3207 section 5).
+				reply("501 no pipelining before TLS")
+				return
+			}
+			reply("220 go ahead")
+			tc := tls.Server(c, s.startTLS)
+			if !s.handshake(tc) {
+				return
+			}
+			c, encrypted = tc, true
+			r, w = bufio.NewReader(c), bufio.NewWriter(c)
+			// The client must start again with EHLO and forget everything before TLS.
+			m = Message{}
 		case "AUTH":
 			mech, initial, _ := strings.Cut(arg, " ")
 			if !strings.EqualFold(mech, "PLAIN") {
@@ -126,6 +231,7 @@ func (s *Server) session(c net.Conn) {
 				continue
 			}
 			m.Auth = parts[1] + ":" + parts[2]
+			m.AuthTLS = encrypted
 			reply("235 authenticated")
 		case "MAIL":
 			m.From = addr(arg)
@@ -155,13 +261,14 @@ func (s *Server) session(c net.Conn) {
 				data.WriteString(l)
 			}
 			m.Data = data.String()
+			m.TLS = encrypted
 			s.mu.Lock()
 			s.msgs = append(s.msgs, m)
 			s.mu.Unlock()
-			m = Message{Auth: m.Auth}
+			m = Message{Auth: m.Auth, AuthTLS: m.AuthTLS}
 			reply("250 queued")
 		case "RSET":
-			m = Message{Auth: m.Auth}
+			m = Message{Auth: m.Auth, AuthTLS: m.AuthTLS}
 			reply("250 ok")
 		case "NOOP":
 			reply("250 ok")
