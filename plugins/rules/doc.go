@@ -69,8 +69,10 @@
 // when none is left); before pushStream, pullStream and record, a config with the same stream,
 // uri or path skips the action; before setTimer, a timer with the same value and variables
 // does. Before shutdownStream, removeConfig and removeTimer, a stream, config or timer already
-// gone skips the action. Check and action run under one lock per target EMS, so concurrent
-// deliveries of one event cannot both create.
+// gone skips the action. Check and action run under a lock per target EMS and thing checked
+// (the group of a create*Stream, the uri of a pull, the stream and uri of a push, the stream and
+// path of a record, the value of a timer), so concurrent deliveries of one event cannot both
+// create, and a slow call about one stream does not hold up actions about the others.
 //
 // Metrics: emsflow_rules_actions_total{rule,command}, emsflow_rules_skipped_total{rule,reason}
 // with reasons loop_guard, filter, exists, gone, empty_value and template_error, and

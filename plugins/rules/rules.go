@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,8 +36,9 @@ const (
 //
 // Handle may run concurrently and more than once for one event. Actions are idempotent where
 // EMS allows: each checks EMS's state first (listConfig, listStreams, listTimers) and skips when
-// the effect is already there, and check and action run under a lock per target EMS, so two
-// deliveries of one event cannot both create. What an action creates is tagged with
+// the effect is already there, and check and action run under a lock per target EMS and thing
+// checked (see lockKey), so two deliveries of one event cannot both create, while actions about
+// different streams run concurrently. What an action creates is tagged with
 // _emsflow=<instance> and _emsflowRule=<rule>, and events carrying _emsflow anywhere in their
 // payload are never acted on.
 type Engine struct {
@@ -56,8 +56,7 @@ type Engine struct {
 	skipped  *prometheus.CounterVec
 	failures *prometheus.CounterVec
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex // per target EMS
+	locks keyedMutex // per target EMS and thing checked
 }
 
 // Interface guards.
@@ -86,7 +85,6 @@ func New(name string, cfg Config, deps plugins.Deps) (*Engine, error) {
 		log:       deps.Log,
 		reconcile: cfg.Reconcile == nil || bool(*cfg.Reconcile),
 		interval:  cfg.ReconcileInterval.Std(),
-		locks:     map[string]*sync.Mutex{},
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "emsflow_rules_actions_total", Help: "EMS API calls made by a rule.",
 		}, []string{"rule", "command"}),
@@ -194,9 +192,7 @@ func (e *Engine) apply(ctx context.Context, r *rule, ev *event.Event, data *Data
 		ps.Add(TagInstance, e.name)
 		ps.Add(TagRule, r.name)
 	}
-	lock := e.lockFor(target)
-	lock.Lock()
-	defer lock.Unlock()
+	defer e.locks.lock(lockKey(target, cmd, ps))()
 
 	ps, reason, err := e.precheck(ctx, client, cmd, ps)
 	if err != nil {
@@ -238,17 +234,6 @@ func (e *Engine) target(r *rule, ev *event.Event) (string, *emsclient.Client, er
 		return "", nil, fmt.Errorf("no EMS client for event from %q (configured: %v, default %q)", ev.EMS, e.emsNames, e.defEMS)
 	}
 	return name, c, nil
-}
-
-func (e *Engine) lockFor(target string) *sync.Mutex {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	l, ok := e.locks[target]
-	if !ok {
-		l = &sync.Mutex{}
-		e.locks[target] = l
-	}
-	return l
 }
 
 func (e *Engine) skip(r *rule, ev *event.Event, reason, detail string) {
