@@ -88,8 +88,11 @@ func (d *emailDeliverer) deliver(ctx context.Context, batch []record) error {
 	}
 	defer c.Close()
 	if d.startTLS {
+		// Retryable, like a refused connection or an untrusted certificate: the server or the
+		// path to it (a middlebox stripping STARTTLS) can be fixed without restarting us, and the
+		// events stay queued until then (or until resend_timeout). Nothing has been sent but EHLO.
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return plugins.Permanent(fmt.Errorf("smtp server %s does not offer STARTTLS", d.redacted))
+			return fmt.Errorf("smtp starttls at %s: server does not offer STARTTLS, so neither credentials nor mail are sent", d.redacted)
 		}
 		if err := c.StartTLS(d.tlsConfig); err != nil {
 			return d.smtpErr("starttls", err)
