@@ -63,6 +63,7 @@ type Engine struct {
 var (
 	_ plugins.Plugin     = (*Engine)(nil)
 	_ plugins.Reconciler = (*Engine)(nil)
+	_ plugins.Keyer      = (*Engine)(nil)
 )
 
 // Factory builds an Engine from raw parameters, for the plugin registry.
