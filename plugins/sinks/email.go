@@ -79,7 +79,14 @@ func (d *emailDeliverer) deliver(ctx context.Context, batch []record) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if d.implicit {
-		conn = tls.Client(conn, d.tlsConfig)
+		// Shake hands now rather than on the first read, so that a certificate problem is
+		// reported as such and not as a failed greeting.
+		tc := tls.Client(conn, d.tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return fmt.Errorf("tls handshake with %s: %w", d.redacted, err)
+		}
+		conn = tc
 	}
 	c, err := smtp.NewClient(conn, d.host)
 	if err != nil {

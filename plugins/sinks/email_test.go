@@ -40,17 +40,17 @@ func TestEmailTLS(t *testing.T) {
 		opt      []smtptest.Option
 		scheme   string
 		starttls bool
-		// wantErr is empty when the digest must arrive; else the error must contain it.
-		wantErr       string
+		// wantErr is empty when the digest must arrive; else the error must contain each.
+		wantErr       []string
 		wantPermanent bool
 	}{
 		{name: "starttls", opt: []smtptest.Option{smtptest.WithStartTLS(ca.ServerConfig(t))}, scheme: "smtp", starttls: true},
 		{name: "smtps", opt: []smtptest.Option{smtptest.WithImplicitTLS(ca.ServerConfig(t))}, scheme: "smtps"},
-		{name: "starttls not offered", scheme: "smtp", starttls: true, wantErr: "does not offer STARTTLS"},
+		{name: "starttls not offered", scheme: "smtp", starttls: true, wantErr: []string{"smtp starttls at smtp://alerts:xxxxx@127.0.0.1:", "does not offer STARTTLS"}},
 		{name: "starttls untrusted certificate", opt: []smtptest.Option{smtptest.WithStartTLS(other.ServerConfig(t))},
-			scheme: "smtp", starttls: true, wantErr: "x509: certificate signed by unknown authority"},
+			scheme: "smtp", starttls: true, wantErr: []string{"smtp starttls at", "x509: certificate signed by unknown authority"}},
 		{name: "smtps untrusted certificate", opt: []smtptest.Option{smtptest.WithImplicitTLS(other.ServerConfig(t))},
-			scheme: "smtps", wantErr: "x509: certificate signed by unknown authority"},
+			scheme: "smtps", wantErr: []string{"tls handshake with smtps://alerts:xxxxx@127.0.0.1:", "x509: certificate signed by unknown authority"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,9 +80,14 @@ func TestEmailTLS(t *testing.T) {
 				}
 			}
 			msgs := srv.Messages()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("deliver: got error %v, want one containing %q", err, tt.wantErr)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("deliver: got no error, want one containing %q", tt.wantErr)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("deliver: got error %v, want one containing %q", err, want)
+					}
 				}
 				if got := plugins.IsPermanent(err); got != tt.wantPermanent {
 					t.Errorf("deliver error %v: permanent %v, want %v", err, got, tt.wantPermanent)
