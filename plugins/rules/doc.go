@@ -74,6 +74,18 @@
 // path of a record, the value of a timer), so concurrent deliveries of one event cannot both
 // create, and a slow call about one stream does not hold up actions about the others.
 //
+// # Ordering
+//
+// The events of one stream on one EMS are handled one at a time, in the order they were
+// journaled (the plugin is a plugins.Keyer): a rule on inStreamClosed or outStreamClosed never
+// acts before the rule on that stream's inStreamCreated has finished. The stream is the inbound
+// stream: an output's events count for the stream named by the localStreamName of its settings
+// block (a push's own name is its target's). Events of different streams, and events about no
+// stream (timers, files, processes, the server), run concurrently. EMS itself does not promise
+// to send events in order (each goes over its own connection), so this orders what emsflow
+// received, not what EMS did. Reconcile is not ordered with events; the checks before each
+// action keep it from creating twice.
+//
 // Metrics: emsflow_rules_actions_total{rule,command}, emsflow_rules_skipped_total{rule,reason}
 // with reasons loop_guard, filter, exists, gone, empty_value and template_error, and
 // emsflow_rules_failures_total{rule}.

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +247,73 @@ func TestDispatchKeepsStreamOrder(t *testing.T) {
 	for _, c := range lc.HLS {
 		g, _ := c.String("groupName")
 		t.Errorf("HLS group %s left on EMS after its stream closed", g)
+	}
+}
+
+// TestStreamKey: the events of one inbound stream and of the outputs made from it share a key
+// on one EMS; events about no stream have none. The files are the real payloads of reference
+// §1.6 that the webhook tests use; the inline ones are built from the fields §1.6 documents.
+func TestStreamKey(t *testing.T) {
+	fixture := func(t *testing.T, file string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("..", "..", "webhook", "testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const (
+		pushOut = `{"id":30,"type":"outStreamCreated","payload":{"PID":1,"name":"cam1_remote","type":"ONR","uniqueId":12,
+		  "inStreamUniqueId":null,"pushSettings":{"configId":5,"localStreamName":"cam1","targetStreamName":"cam1_remote","uri":"rtmp://10.0.0.2/live"}}}`
+		pushLost = `{"id":31,"type":"outStreamClosed","payload":{"PID":1,"name":"cam1_remote","type":"ONR","uniqueId":12,
+		  "inStreamUniqueId":3,"pushSettings":{"configId":5,"localStreamName":"cam1","targetStreamName":"cam1_remote","uri":"rtmp://10.0.0.2/live"}}}`
+		published = `{"id":2,"type":"inStreamCreated","payload":{"PID":1,"name":"cam1","type":"INR","uniqueId":3,"outStreamsUniqueIds":null}}`
+		player    = `{"id":32,"type":"outStreamCreated","payload":{"PID":1,"name":"cam1","streamAlias":"cam1","type":"ONR","uniqueId":13,"connectionType":0}}`
+		codecs    = `{"id":4,"type":"inStreamCodecsUpdated","payload":{"PID":1,"name":"cam1","type":"INR","uniqueId":3}}`
+		feed      = `{"id":40,"type":"videoFeedStopped","payload":{"PID":1,"id":3,"localStreamName":"cam1"}}`
+		app       = `{"id":41,"type":"applicationStart","payload":{"PID":1,"id":1,"name":"evostreamms","config":{}}}`
+		segInit   = `{"id":33,"type":"outStreamCreated","payload":{"PID":1,"name":"segInitwriter","type":"OFMP4","uniqueId":14,
+		  "recordSettings":{"chunkLength":10,"computedPathToFile":"/w/dashc1/cam1/video/0/seg_init.mp4"}}}`
+	)
+	tests := []struct {
+		name string
+		raw  []byte
+		ems  string
+		want string
+	}{
+		{"pulled inStreamCreated", fixture(t, "inStreamCreated.json"), "default", "default\x004"},
+		{"uint64 inStreamCreated", fixture(t, "inStreamCreated_uint64.json"), "default", "default\x004"},
+		{"inStreamClosed", fixture(t, "inStreamClosed.json"), "default", "default\x001"},
+		{"HLS outStreamCreated: its input's name", fixture(t, "outStreamCreated_hls.json"), "default", "default\x001"},
+		{"record outStreamCreated", fixture(t, "outStreamCreated_record.json"), "default", "default\x001"},
+		{"DASH outStreamClosed", fixture(t, "outStreamClosed_dash.json"), "default", "default\x001"},
+		{"the EMS is part of the key", fixture(t, "inStreamClosed.json"), "edge", "edge\x001"},
+		{"published inStreamCreated", []byte(published), "default", "default\x00cam1"},
+		{"push outStreamCreated: the pushed stream, not the target name", []byte(pushOut), "default", "default\x00cam1"},
+		{"push outStreamClosed", []byte(pushLost), "default", "default\x00cam1"},
+		{"player outStreamCreated", []byte(player), "default", "default\x00cam1"},
+		{"inStreamCodecsUpdated", []byte(codecs), "default", "default\x00cam1"},
+		{"videoFeedStopped: top-level localStreamName", []byte(feed), "default", "default\x00cam1"},
+		{"DASH init writer: its own name, no input named", []byte(segInit), "default", "default\x00segInitwriter"},
+		{"nameless neutral streamCreated", fixture(t, "streamCreated_old.json"), "default", ""},
+		{"hlsChunkClosed: a file, no stream", fixture(t, "hlsChunkClosed.json"), "default", ""},
+		{"recordChunkCreated: a user variable is not a stream name", fixture(t, "recordChunkCreated.json"), "default", ""},
+		{"recordChunkClosed", fixture(t, "recordChunkClosed.json"), "default", ""},
+		{"timerTriggered", fixture(t, "timerTriggered.json"), "default", ""},
+		{"serverStarted", fixture(t, "serverStarted.json"), "default", ""},
+		{"applicationStart: an application's name is not a stream's", []byte(app), "default", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := event.Decode(tc.raw)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			ev.EMS = tc.ems
+			e := &Engine{}
+			if got := e.OrderKey(ev); got != tc.want {
+				t.Errorf("OrderKey = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
