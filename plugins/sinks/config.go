@@ -180,7 +180,10 @@ type SinkConfig struct {
 	// DigestInterval is both how long a digest collects after its first event and the least
 	// time between two emails.
 	DigestInterval plugins.Duration `json:"digest_interval"`
-	// StartTLS requires STARTTLS on smtp:// before authenticating.
+	// StartTLS requires STARTTLS on smtp:// before authenticating; without it the digest is not
+	// sent. Credentials in an smtp:// URL need it unless the server is on localhost. The server's
+	// certificate is verified against the system roots, as it is for smtps:// (on Linux,
+	// SSL_CERT_FILE or SSL_CERT_DIR can name a bundle that includes a private CA).
 	StartTLS bool `json:"starttls"`
 
 	// set records which keys the entry gave, to reject keys that do not apply to its kind.
@@ -394,6 +397,10 @@ func (c SinkConfig) validateEmail() []error {
 		errs = append(errs, fmt.Errorf("url %q is not an smtp://host:port URL", c.RedactedURL()))
 	} else if u.Scheme == "smtps" && c.StartTLS {
 		errs = append(errs, errors.New("starttls does not apply to smtps:// (already TLS)"))
+	} else if u.Scheme == "smtp" && !c.StartTLS && u.User != nil && !plainAuthInClear(u.Hostname()) {
+		// net/smtp would refuse at every delivery with "unencrypted connection"; say so now.
+		errs = append(errs, fmt.Errorf("url %q gives credentials, which are sent only over TLS: set starttls: true or use smtps://",
+			c.RedactedURL()))
 	}
 	if _, err := mail.ParseAddress(c.From); err != nil {
 		errs = append(errs, fmt.Errorf("from %q: %w", c.From, err))
@@ -413,6 +420,12 @@ func (c SinkConfig) validateEmail() []error {
 		errs = append(errs, errors.New("digest_interval must be positive"))
 	}
 	return errs
+}
+
+// plainAuthInClear reports whether net/smtp's PLAIN authentication sends credentials to host
+// without TLS: only to these exact loopback names.
+func plainAuthInClear(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // standardWebhooksKey decodes a "whsec_<base64>" key.

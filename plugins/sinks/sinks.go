@@ -41,8 +41,9 @@
 // signature ("sha1", the default when sign_key is set, or "standard-webhooks"), headers and
 // throttle_delay; file sinks take max_bytes (default 100 MiB, 0 = no size rotation),
 // rotate_every (0 = none) and throttle_delay; email sinks take from, to, subject, starttls and
-// digest_interval (default 5m). A key that does not apply to a sink's kind is an error. In the
-// INI form "sinks" may be given as a JSON string.
+// digest_interval (default 5m); credentials in an smtp:// URL need starttls: true (or smtps://)
+// unless the server is on localhost. A key that does not apply to a sink's kind is an error. In
+// the INI form "sinks" may be given as a JSON string.
 //
 // # What receivers get
 //
