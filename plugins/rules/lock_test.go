@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/emsflow/emsflow/emsclient"
+	"github.com/emsflow/emsflow/event"
 )
 
 func TestLockKey(t *testing.T) {
@@ -105,19 +106,11 @@ func TestKeyedMutexExcludesAndForgets(t *testing.T) {
 func TestConcurrentEventsOfStreamsCreateSharedThingOnce(t *testing.T) {
 	f := newFixture(t, `{"rules":[{"name":"origin","events":["inStreamCreated"],
 	  "action":"pullStream uri=rtmp://origin/live/clock localStreamName=clock"}]}`)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	var evs []*event.Event
 	for i := range 8 {
-		ev := inStreamCreated(t, fmt.Sprintf("cam%d", i), i+1)
-		wg.Go(func() { errs <- f.engine.Handle(t.Context(), ev) })
+		evs = append(evs, inStreamCreated(t, fmt.Sprintf("cam%d", i), i+1))
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.handleAtOnce(t, evs...)
 	if n := len(f.def.CallsTo("pullStream")); n != 1 {
 		t.Fatalf("pullStream calls = %d, want 1", n)
 	}

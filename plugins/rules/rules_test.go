@@ -114,12 +114,12 @@ func TestHandleCreatesOnceAndTags(t *testing.T) {
 	}
 }
 
-func TestHandleConcurrentDuplicatesCreateOnce(t *testing.T) {
-	f := newFixture(t, hlsRule)
-	ev := inStreamCreated(t, "cam1", 1)
+// handleAtOnce hands every event to the engine concurrently and fails on any error.
+func (f *fixture) handleAtOnce(t *testing.T, evs ...*event.Event) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
+	errs := make(chan error, len(evs))
+	for _, ev := range evs {
 		wg.Go(func() { errs <- f.engine.Handle(t.Context(), ev) })
 	}
 	wg.Wait()
@@ -129,6 +129,12 @@ func TestHandleConcurrentDuplicatesCreateOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestHandleConcurrentDuplicatesCreateOnce(t *testing.T) {
+	f := newFixture(t, hlsRule)
+	ev := inStreamCreated(t, "cam1", 1)
+	f.handleAtOnce(t, ev, ev, ev, ev, ev, ev, ev, ev)
 	if n := len(f.def.CallsTo("createHLSStream")); n != 1 {
 		t.Fatalf("createHLSStream calls = %d, want 1", n)
 	}
