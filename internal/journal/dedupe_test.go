@@ -79,17 +79,6 @@ func TestDedupeIdleAndSize(t *testing.T) {
 	}
 }
 
-// TestDigestMatchesKey: the journal recomputes keys from stored messages with event.Digest;
-// it must agree with the key of the event as received.
-func TestDigestMatchesKey(t *testing.T) {
-	ev := fixture(t)
-	ev.EMS = "edge1"
-	d := event.Digest("edge1", []byte(ev.Raw))
-	if d != ev.Digest() {
-		t.Fatal("event.Digest of the body differs from the event's Digest")
-	}
-}
-
 // TestConcurrentDuplicatesStoredOnce: the same event POSTed by many requests at once is stored
 // once, and each request is answered only after it is stored.
 func TestConcurrentDuplicatesStoredOnce(t *testing.T) {
