@@ -3,47 +3,9 @@ package rules
 import (
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/emsflow/emsflow/emsclient"
 )
-
-// keyedMutex holds one mutex per key, and only while someone holds or waits for it, so the map
-// does not grow with every stream name ever seen.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*refMutex
-}
-
-type refMutex struct {
-	sync.Mutex
-	refs int // holders and waiters; guarded by keyedMutex.mu
-}
-
-// lock locks key and returns the function that unlocks it.
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*refMutex{}
-	}
-	l, ok := k.m[key]
-	if !ok {
-		l = &refMutex{}
-		k.m[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		l.refs--
-		if l.refs == 0 {
-			delete(k.m, key)
-		}
-	}
-}
 
 // lockKey names what an action's check and call must not race with on the target EMS: the thing
 // the check looks for. Two actions that could each find or make the same config, stream or timer

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/emsflow/emsflow/emsclient"
@@ -70,34 +69,6 @@ func TestLockKey(t *testing.T) {
 				t.Errorf("shared = %v, want %v (keys %q, %q)", got, tc.wantShared, a, b)
 			}
 		})
-	}
-}
-
-func TestKeyedMutexExcludesAndForgets(t *testing.T) {
-	var k keyedMutex
-	var mu sync.Mutex
-	inside := map[string]int{}
-	var wg sync.WaitGroup
-	for i := range 64 {
-		key := fmt.Sprintf("k%d", i%4)
-		wg.Go(func() {
-			unlock := k.lock(key)
-			defer unlock()
-			mu.Lock()
-			inside[key]++
-			n := inside[key]
-			mu.Unlock()
-			if n != 1 {
-				t.Errorf("%d holders of %s at once", n, key)
-			}
-			mu.Lock()
-			inside[key]--
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if n := len(k.m); n != 0 {
-		t.Errorf("%d mutexes kept after every holder left, want 0", n)
 	}
 }
 

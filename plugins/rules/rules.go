@@ -16,6 +16,7 @@ import (
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/logfield"
 	"github.com/emsflow/emsflow/plugins"
+	"github.com/emsflow/emsflow/plugins/internal/act"
 )
 
 // Kind is the plugin type name used in configuration.
@@ -56,7 +57,7 @@ type Engine struct {
 	skipped  *prometheus.CounterVec
 	failures *prometheus.CounterVec
 
-	locks keyedMutex // per target EMS and thing checked
+	locks act.Locks // per target EMS and thing checked
 }
 
 // Interface guards.
@@ -193,7 +194,7 @@ func (e *Engine) apply(ctx context.Context, r *rule, ev *event.Event, data *Data
 		ps.Add(TagInstance, e.name)
 		ps.Add(TagRule, r.name)
 	}
-	defer e.locks.lock(lockKey(target, cmd, ps))()
+	defer e.locks.Lock(lockKey(target, cmd, ps))()
 
 	ps, reason, err := e.precheck(ctx, client, cmd, ps)
 	if err != nil {

@@ -130,7 +130,7 @@ func (u *Uploader) recent(ts uint64) bool {
 // stay in the bucket for good; but when writerMayWrite (an MP4 evo-mp4writer may still write),
 // the event keeps waiting instead.
 func (u *Uploader) recordingGone(ctx context.Context, file, key string, fileErr error, writerMayWrite bool) error {
-	unlock := u.locks.lock(key)
+	unlock := u.locks.Lock(key)
 	defer unlock()
 	sp := u.statePath(key)
 	state := u.loadState(sp)

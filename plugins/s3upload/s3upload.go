@@ -30,6 +30,7 @@ import (
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/logfield"
 	"github.com/emsflow/emsflow/plugins"
+	"github.com/emsflow/emsflow/plugins/internal/act"
 )
 
 // Kind selects what an Uploader mirrors.
@@ -66,7 +67,7 @@ type Uploader struct {
 
 	api   API
 	tm    *transfermanager.Client
-	locks keyLocks
+	locks act.Locks // per object key: a version read later is also stored later
 	cache stateCache
 	// writerDone holds recordings whose evo-mp4writer finished (processStopped seen).
 	writerDone doneSet

@@ -93,42 +93,6 @@ func (c *stateCache) forget(key string) {
 	delete(c.m, key)
 }
 
-// keyLocks serialises work on one object key: reading a file and storing it happen under the
-// key's lock, so a newer version read later is also stored later.
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (l *keyLocks) lock(key string) func() {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*keyLock{}
-	}
-	kl := l.m[key]
-	if kl == nil {
-		kl = &keyLock{}
-		l.m[key] = kl
-	}
-	kl.refs++
-	l.mu.Unlock()
-	kl.mu.Lock()
-	return func() {
-		kl.mu.Unlock()
-		l.mu.Lock()
-		kl.refs--
-		if kl.refs == 0 {
-			delete(l.m, key)
-		}
-		l.mu.Unlock()
-	}
-}
-
 // objectClass is the metric label of an uploaded object.
 func (k fileKind) objectClass() string {
 	if k.isPlaylist() {
@@ -187,7 +151,7 @@ func (u *Uploader) head(ctx context.Context, key string) (*s3.HeadObjectOutput, 
 // uploadFile stores one file that references nothing (a segment, a fragment, a recording below
 // the multipart threshold). It reports whether it uploaded (false: the bucket had it already).
 func (u *Uploader) uploadFile(ctx context.Context, emsPath, key string) (bool, error) {
-	unlock := u.locks.lock(key)
+	unlock := u.locks.Lock(key)
 	defer unlock()
 	f, info, err := u.roots.openFile(emsPath)
 	if err != nil {
@@ -295,7 +259,7 @@ func (u *Uploader) uploadPlaylist(ctx context.Context, r ref, depth int) (bool, 
 	if depth > maxRefDepth {
 		return false, plugins.Permanent(fmt.Errorf("upload %s: playlists nested deeper than %d", r.path, maxRefDepth))
 	}
-	unlock := u.locks.lock(r.key)
+	unlock := u.locks.Lock(r.key)
 	defer unlock()
 	data, st, err := u.snapshot(r.path)
 	if err != nil {
@@ -470,7 +434,7 @@ func (u *Uploader) remove(ctx context.Context, emsPath, key string) error {
 	if _, _, err := u.roots.locate(emsPath); err != nil {
 		return u.fileError(err)
 	}
-	unlock := u.locks.lock(key)
+	unlock := u.locks.Lock(key)
 	defer unlock()
 	if _, err := u.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(u.cfg.DefaultBucket), Key: aws.String(key)}); err != nil {
 		return u.s3Error("delete", key, err)
