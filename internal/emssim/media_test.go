@@ -46,21 +46,38 @@ func wantCodecs(t *testing.T, path string) {
 	}
 }
 
-// assertCompleteOnArrival checks that each event's file existed at arrival with its final size
-// (unless it was deleted later by rolling cleanup).
-func assertCompleteOnArrival(t *testing.T, evs []received, deleted map[string]bool) {
+// assertCompleteOnArrival checks that each event's file existed at arrival with its final size,
+// unless rolling cleanup deleted it later. The simulator removes a file before it posts the
+// deletion event, and posts asynchronously, so a file found gone is given a few seconds for its
+// deletedType event to arrive; a file gone with no such event fails. deletedType "" means no file
+// may be deleted.
+func assertCompleteOnArrival(t *testing.T, sk *sink, evs []received, deletedType string) {
 	t.Helper()
 	if len(evs) == 0 {
 		t.Fatal("no events to check")
 	}
+	deletedLater := func(f string) bool {
+		if deletedType == "" {
+			return false
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if filesOf(sk.ofType(deletedType))[f] {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	for _, e := range evs {
 		f, _ := e.Env.Payload["file"].(string)
-		if deleted[f] {
-			continue
-		}
 		fi, err := os.Stat(f)
 		if err != nil {
-			t.Errorf("%s names %s, which is gone: %v", e.Env.Type, f, err)
+			if !os.IsNotExist(err) || !deletedLater(f) {
+				t.Errorf("%s names %s, which is gone with no %s event: %v", e.Env.Type, f, deletedType, err)
+			}
 			continue
 		}
 		if e.FileSize != fi.Size() || fi.Size() == 0 {
@@ -124,7 +141,7 @@ func TestHLS(t *testing.T) {
 			t.Errorf("deleted chunk %s still exists", f)
 		}
 	}
-	assertCompleteOnArrival(t, ev.ofType("hlsChunkClosed"), deleted)
+	assertCompleteOnArrival(t, ev, ev.ofType("hlsChunkClosed"), "hlsChunkDeleted")
 	if ev.count("hlsMasterPlaylistUpdated") != 1 {
 		t.Errorf("hlsMasterPlaylistUpdated count %d", ev.count("hlsMasterPlaylistUpdated"))
 	}
@@ -182,7 +199,6 @@ func TestDASH(t *testing.T) {
 			t.Errorf("dashPlaylistUpdated file %v, want %s", e.Env.Payload["file"], manifest)
 		}
 	}
-	deleted := filesOf(ev.ofType("dashChunkDeleted"))
 	closed := ev.ofType("dashChunkClosed")
 	for _, c := range closed {
 		f := c.Env.Payload["file"].(string)
@@ -194,7 +210,7 @@ func TestDASH(t *testing.T) {
 			t.Errorf("startTime not a string: %v", c.Env.Payload)
 		}
 	}
-	assertCompleteOnArrival(t, closed, deleted)
+	assertCompleteOnArrival(t, ev, closed, "dashChunkDeleted")
 	wantCodecs(t, manifest)
 }
 
@@ -216,7 +232,7 @@ func TestHDS(t *testing.T) {
 			t.Errorf("fragment %d = %v, want %s", i, c.Env.Payload["file"], want)
 		}
 	}
-	assertCompleteOnArrival(t, ev.ofType("hdsChunkClosed"), nil)
+	assertCompleteOnArrival(t, ev, ev.ofType("hdsChunkClosed"), "")
 	for _, f := range []string{filepath.Join(dir, "bootstrap"), filepath.Join(dir, "cam1.f4m"),
 		filepath.Join(media, "hgrp", "cam1.f4m"), filepath.Join(media, "hgrp", "cam1_v1.f4m")} {
 		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
@@ -309,7 +325,7 @@ func TestRecordRestartNumbering(t *testing.T) {
 	if c.Env.Payload["file"] != filepath.Join(media, "cam1.ts") {
 		t.Errorf("closed %v", c.Env.Payload["file"])
 	}
-	assertCompleteOnArrival(t, []received{c}, nil)
+	assertCompleteOnArrival(t, ev, []received{c}, "")
 	wantCodecs(t, filepath.Join(media, "cam1.ts"))
 
 	// Close leaves no ffmpeg behind.
