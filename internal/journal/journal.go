@@ -81,6 +81,7 @@ type Journal struct {
 	str    jetstream.Stream
 	dead   jetstream.Stream
 	dd     *dedupe // the embedded journal's dedupe index; nil with an external URL
+	acks   *acks   // the embedded journal's publisher; nil with an external URL
 }
 
 // Open starts (or connects to) NATS and creates or updates the event and dead-letter streams.
@@ -166,6 +167,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 			j.Close()
 			return nil, err
 		}
+		if j.acks, err = newAcks(j.nc, j.dd); err != nil {
+			j.Close()
+			return nil, err
+		}
 	}
 	return j, nil
 }
@@ -248,11 +253,6 @@ func (j *Journal) Append(ctx context.Context, evs []*event.Event) error {
 	}
 }
 
-// flightTimeout bounds one publish to the embedded server. The publish outlives the request
-// that started it: while it is in flight a retried POST of the same event waits for it instead
-// of storing the event again, so a slow answer cannot turn into a duplicate.
-const flightTimeout = time.Minute
-
 // appendOne stores one event through the dedupe index.
 func (j *Journal) appendOne(ctx context.Context, ev *event.Event, received string) error {
 	k := ev.Digest()
@@ -262,7 +262,7 @@ func (j *Journal) appendOne(ctx context.Context, ev *event.Event, received strin
 			return nil // stored within the window
 		}
 		if owner {
-			go j.fly(ctx, k, f, j.message(ev, received))
+			_ = j.acks.publish(k, f, j.message(ev, received)) // an error ends f
 		}
 		select {
 		case <-f.done:
@@ -279,22 +279,11 @@ func (j *Journal) appendOne(ctx context.Context, ev *event.Event, received strin
 	}
 }
 
-// fly publishes an owned message and ends its flight, whether or not the request that started
-// it still waits.
-func (j *Journal) fly(ctx context.Context, k digest, f *flight, m *nats.Msg) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-	defer cancel()
-	j.dd.finish(k, f, j.publish(ctx, m), time.Now())
-}
-
 // appendBatch stores a batch through the dedupe index, in order, its publishes pipelined. A
 // duplicate inside the batch waits for the first copy's publish.
 func (j *Journal) appendBatch(ctx context.Context, evs []*event.Event, received string) error {
 	var (
 		waits []*flight
-		keys  []digest
-		mine  []*flight
-		futs  []jetstream.PubAckFuture
 		err   error
 	)
 	now := time.Now()
@@ -308,17 +297,12 @@ func (j *Journal) appendBatch(ctx context.Context, evs []*event.Event, received 
 		case err != nil: // an earlier publish of the batch failed: release the rest
 			j.dd.finish(k, f, err, now)
 		default:
-			var fut jetstream.PubAckFuture
-			if fut, err = j.js.PublishMsgAsync(j.message(ev, received)); err != nil {
-				err = fmt.Errorf("journal %s: %w", ev.Type, err)
-				j.dd.finish(k, f, err, now)
-				break
+			if perr := j.acks.publish(k, f, j.message(ev, received)); perr != nil {
+				err = fmt.Errorf("journal %s: %w", ev.Type, perr)
 			}
-			keys, mine, futs = append(keys, k), append(mine, f), append(futs, fut)
 		}
 		waits = append(waits, f)
 	}
-	go j.land(ctx, keys, mine, futs)
 	for _, f := range waits {
 		select {
 		case <-f.done:
@@ -330,23 +314,6 @@ func (j *Journal) appendBatch(ctx context.Context, evs []*event.Event, received 
 		}
 	}
 	return nil
-}
-
-// land ends the flights of a batch's publishes as the server acknowledges them, whether or not
-// the request that started them still waits.
-func (j *Journal) land(ctx context.Context, keys []digest, fs []*flight, futs []jetstream.PubAckFuture) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
-	defer cancel()
-	for i, fut := range futs {
-		var err error
-		select {
-		case <-fut.Ok():
-		case err = <-fut.Err():
-		case <-ctx.Done():
-			err = fmt.Errorf("no acknowledgement: %w", context.Cause(ctx))
-		}
-		j.dd.finish(keys[i], fs[i], err, time.Now())
-	}
 }
 
 // appendWithMsgIDs stores events on an external server, whose message-id index drops
@@ -548,6 +515,9 @@ func (j *Journal) Close() error {
 		case <-time.After(10 * time.Second):
 		}
 		j.nc.Close()
+	}
+	if j.acks != nil {
+		j.acks.close()
 	}
 	j.shutdownServer()
 	return err
