@@ -6,9 +6,8 @@ import (
 )
 
 // dedupeSlices is how many slices the dedupe window is cut into. A key is forgotten between one
-// window and one window and a slice after it was stored. A new slice's map starts empty: sizing
-// it from the last one's held memory for keys that never came when a burst ended, and Go's maps
-// grow a table at a time, without a spike.
+// window and one window and a slice after it was stored. A new slice's set starts small: sizing
+// it from the last one's held memory for keys that never came when a burst ended.
 const dedupeSlices = 4
 
 // digest is an event's dedupe key (event.Digest): 128 bits, so that two distinct events sharing
@@ -19,8 +18,9 @@ type digest = [16]byte
 // POST is acknowledged without being stored again. On the embedded server it replaces
 // JetStream's message-id index, which keeps about 100 bytes and three heap objects per event in
 // the window (the id string, an entry, map and array slots): 200 MB at 17k events/s over the
-// default 2 minutes, all of it scanned by every GC cycle. Here a key is 16 bytes in maps
-// without pointers, 32 to 38 bytes an event (BenchmarkDedupeClaim), which the GC does not scan.
+// default 2 minutes, all of it scanned by every GC cycle. Here a key is 16 bytes in a table off
+// the Go heap (keySet), 21 to 43 bytes an event (BenchmarkDedupeClaim), which the GC neither
+// scans nor counts towards the heap it lets grow.
 //
 // A key is claimed before its event is published and released when the server answered. A
 // second POST of an event whose publish is still in flight (EMS retrying after a slow answer)
@@ -36,7 +36,7 @@ type dedupe struct {
 
 type dedupeSlice struct {
 	start time.Time
-	keys  map[digest]struct{}
+	keys  *keySet
 }
 
 // flight is one publish in progress. done is closed once err is set.
@@ -53,10 +53,17 @@ func newDedupe(window time.Duration, now time.Time) *dedupe {
 
 func (d *dedupe) reset(now time.Time) {
 	for i := range d.slices {
-		d.slices[i] = dedupeSlice{}
+		d.slices[i].drop()
 	}
 	d.cur = 0
-	d.slices[0] = dedupeSlice{start: now, keys: map[digest]struct{}{}}
+	d.slices[0] = dedupeSlice{start: now, keys: newKeySet()}
+}
+
+func (s *dedupeSlice) drop() {
+	if s.keys != nil {
+		s.keys.free()
+	}
+	*s = dedupeSlice{}
 }
 
 // rotate starts new slices until the newest one covers now, dropping the oldest.
@@ -68,7 +75,8 @@ func (d *dedupe) rotate(now time.Time) {
 	for now.Sub(d.slices[d.cur].start) >= d.span {
 		last := d.slices[d.cur]
 		d.cur = (d.cur + 1) % len(d.slices)
-		d.slices[d.cur] = dedupeSlice{start: last.start.Add(d.span), keys: map[digest]struct{}{}}
+		d.slices[d.cur].drop()
+		d.slices[d.cur] = dedupeSlice{start: last.start.Add(d.span), keys: newKeySet()}
 	}
 }
 
@@ -84,7 +92,7 @@ func (d *dedupe) claim(k digest, now time.Time) (f *flight, owner bool) {
 	}
 	d.rotate(now)
 	for i := range d.slices {
-		if _, ok := d.slices[i].keys[k]; ok {
+		if ks := d.slices[i].keys; ks != nil && ks.has(k) {
 			return nil, false
 		}
 	}
@@ -115,7 +123,7 @@ func (d *dedupe) remember(k digest, now time.Time) {
 
 func (d *dedupe) add(k digest, now time.Time) {
 	d.rotate(now)
-	d.slices[d.cur].keys[k] = struct{}{}
+	d.slices[d.cur].keys.add(k)
 }
 
 // len returns how many keys are remembered, expired ones still held included.
@@ -124,7 +132,31 @@ func (d *dedupe) len() int {
 	defer d.mu.Unlock()
 	n := len(d.pending)
 	for i := range d.slices {
-		n += len(d.slices[i].keys)
+		if ks := d.slices[i].keys; ks != nil {
+			n += ks.n
+		}
 	}
 	return n
+}
+
+// bytes returns the memory the remembered keys hold.
+func (d *dedupe) bytes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for i := range d.slices {
+		if ks := d.slices[i].keys; ks != nil {
+			n += ks.bytes()
+		}
+	}
+	return n
+}
+
+// close returns the keys' memory; the index must not be used again.
+func (d *dedupe) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range d.slices {
+		d.slices[i].drop()
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -177,10 +176,8 @@ func streamMsgs(t *testing.T, j *Journal) uint64 {
 // index holds per key (B/key) after b.N keys.
 func BenchmarkDedupeClaim(b *testing.B) {
 	now := time.Now()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
 	d := newDedupe(time.Hour, now)
+	defer d.close()
 	b.ResetTimer()
 	for i := range b.N {
 		var k digest
@@ -189,10 +186,7 @@ func BenchmarkDedupeClaim(b *testing.B) {
 		d.finish(k, f, nil, now)
 	}
 	b.StopTimer()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/key")
-	runtime.KeepAlive(d)
+	b.ReportMetric(float64(d.bytes())/float64(b.N), "B/key")
 }
 
 // TestExternalServerDedupes: with an external NATS server (here one on loopback) the journal

@@ -519,6 +519,9 @@ func (j *Journal) Close() error {
 	if j.acks != nil {
 		j.acks.close()
 	}
+	if j.dd != nil {
+		j.dd.close()
+	}
 	j.shutdownServer()
 	return err
 }

@@ -1,0 +1,111 @@
+package journal
+
+import "encoding/binary"
+
+// keySet is a set of digests in one block of memory outside the Go heap (mapKeys), an open
+// addressing table probed linearly. The dedupe index holds up to millions of keys for the
+// whole window: on the heap, even in a map without pointers that the collector does not scan,
+// they count towards the heap the collector lets grow to twice what is live (GOGC=100), so
+// every key cost its own 16 bytes and table slack twice over in resident memory. Off the heap
+// they cost their table once, and a dropped slice's table goes back to the system at once.
+//
+// keySet is not safe for concurrent use; dedupe guards it with its mutex.
+type keySet struct {
+	mem   []byte // slots*keySize bytes; an all-zero slot is empty
+	mask  uint64 // slots-1, slots a power of two
+	shift uint   // 64-log2(slots), for the slot of a hash
+	n     int    // keys held, zero included
+	zero  bool   // the all-zero digest, which cannot be told from an empty slot, is held
+}
+
+const (
+	keySize       = len(digest{})
+	keySetMinSize = 1024 // slots of a new set: 16 KiB
+)
+
+func newKeySet() *keySet {
+	s := &keySet{}
+	s.alloc(keySetMinSize)
+	return s
+}
+
+func (s *keySet) alloc(slots int) {
+	s.mem = mapKeys(slots * keySize)
+	s.mask = uint64(slots - 1)
+	s.shift = 64
+	for n := slots; n > 1; n >>= 1 {
+		s.shift--
+	}
+}
+
+// slot returns where the probe for k starts. Digests are hashes already, but a multiplicative
+// mix keeps the table sound for keys that are not (the benchmark's counters).
+func (s *keySet) slot(k *digest) uint64 {
+	return (binary.LittleEndian.Uint64(k[:8]) * 0x9E3779B97F4A7C15) >> s.shift
+}
+
+func (s *keySet) has(k digest) bool {
+	if k == (digest{}) {
+		return s.zero
+	}
+	for i := s.slot(&k); ; i = (i + 1) & s.mask {
+		switch *(*digest)(s.mem[i*uint64(keySize):]) {
+		case k:
+			return true
+		case digest{}:
+			return false
+		}
+	}
+}
+
+func (s *keySet) add(k digest) {
+	if k == (digest{}) {
+		if !s.zero {
+			s.zero = true
+			s.n++
+		}
+		return
+	}
+	if (s.n+1)*4 > int(s.mask+1)*3 { // keep the load at 3/4 or less
+		s.grow()
+	}
+	if s.insert(k) {
+		s.n++
+	}
+}
+
+// insert puts k in its slot and says whether it was new.
+func (s *keySet) insert(k digest) bool {
+	for i := s.slot(&k); ; i = (i + 1) & s.mask {
+		p := (*digest)(s.mem[i*uint64(keySize):])
+		switch *p {
+		case k:
+			return false
+		case digest{}:
+			*p = k
+			return true
+		}
+	}
+}
+
+func (s *keySet) grow() {
+	old := s.mem
+	s.alloc(2 * len(old) / keySize)
+	for o := 0; o < len(old); o += keySize {
+		if k := *(*digest)(old[o:]); k != (digest{}) {
+			s.insert(k)
+		}
+	}
+	unmapKeys(old)
+}
+
+// bytes is the memory the set holds.
+func (s *keySet) bytes() int { return len(s.mem) }
+
+// free returns the set's memory; the set must not be used again.
+func (s *keySet) free() {
+	if s.mem != nil {
+		unmapKeys(s.mem)
+		s.mem = nil
+	}
+}
