@@ -96,6 +96,13 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", os.Getenv("EMSFLOW_CONFIG"), "configuration file (JSON or INI form); empty: embedded defaults")
 }
 
+// defaultGCPercent is the service's GOGC unless the environment sets one. Under saturating
+// ingest the live heap is mostly the embedded server's 8 MB block buffers; at Go's default of
+// 100 the heap grows to twice that between collections. At 50, peak RSS in a sliced run at
+// ~15k events/s was 63 MB instead of 69.5 MB (two runs each), for collections taking 2% of
+// the CPU instead of 1% (gctrace).
+const defaultGCPercent = 50
+
 func cmdServe(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -109,6 +116,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "emsflow: pprof: %v\n", err)
 			return 1
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
