@@ -41,20 +41,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// reserveAddr holds a free loopback address until release is called. The simulators' API
-// addresses are reserved this way, because emsflow's configuration must name them before the
-// simulators, which need emsflow's webhook URL, can be built; holding the port while emsflow
-// picks its own keeps the two from colliding.
-func reserveAddr(t *testing.T) (addr string, release func()) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l.Addr().String(), func() { _ = l.Close() }
-}
-
 // envelope is one EMS event in EMS's wire form (reference §1.2) about stream name.
 func envelope(id int, typ, name string) string {
 	return fmt.Sprintf(`{"id":%d,"payload":{"PID":4242,"appName":"evostreamms","customData":null,"name":%q,"type":"INR","uniqueId":%d},"processId":4242,"timestamp":1506336133,"type":%q}`,

@@ -16,6 +16,7 @@ import (
 	"github.com/emsflow/emsflow/emsclient"
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/emssim"
+	"github.com/emsflow/emsflow/internal/loopback"
 	"github.com/emsflow/emsflow/internal/servicetest"
 	"github.com/emsflow/emsflow/plugins/rules"
 )
@@ -149,11 +150,9 @@ func TestRulesThroughEmsflow(t *testing.T) {
 	dir := t.TempDir()
 	media := filepath.Join(dir, "media")
 	hlsRoot := filepath.Join(media, "hls")
-	apiA, releaseA := reserveAddr(t)
-	apiB, releaseB := reserveAddr(t)
+	// The simulators' API addresses are named in emsflow's configuration before they run.
+	apiA, apiB := loopback.MustAddr(t), loopback.MustAddr(t)
 	svc := servicetest.Start(t, dir, rulesConfig(apiA, apiB, hlsRoot))
-	releaseA()
-	releaseB()
 	a := startSim(t, apiA, svc.URL("/evowebservices/a"), media, emssim.Faults{DuplicateRate: 1})
 	b := startSim(t, apiB, svc.URL("/evowebservices/b"), filepath.Join(dir, "media-b"), emssim.Faults{})
 	ca, cb := emsClient(t, a), emsClient(t, b)

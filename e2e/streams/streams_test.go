@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/emsflow/emsflow/emsclient"
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/emssim"
+	"github.com/emsflow/emsflow/internal/loopback"
 	"github.com/emsflow/emsflow/internal/servicetest"
 )
 
@@ -46,19 +46,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	if !servicetest.Eventually(t.Context(), waitTimeout, cond) {
 		t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
 	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago. The simulators' addresses are
-// reserved this way because emsflow's configuration must name them before the simulators, which
-// need emsflow's webhook URL for their event sink, can be built.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // fleet is a set of EMS simulators, by name, on addresses reserved before emsflow starts.
@@ -83,8 +70,10 @@ func newFleet(t *testing.T, names ...string) *fleet {
 		sims: map[string]*emssim.Sim{},
 	}
 	for _, n := range names {
-		f.api[n] = freeAddr(t)
-		f.rtmp[n] = freeAddr(t)
+		// Reserved, not listened on: emsflow's configuration names them before the simulators,
+		// which need emsflow's webhook URL for their event sink, can be built.
+		f.api[n] = loopback.MustAddr(t)
+		f.rtmp[n] = loopback.MustAddr(t)
 	}
 	return f
 }

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/emsflow/emsflow/internal/loopback"
 )
 
 // Region is the region the server answers for.
@@ -88,7 +89,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 		AccessLog: filepath.Join(base, "access.log"),
 		t:         t,
 		bin:       bin,
-		addr:      freeAddr(t),
+		addr:      loopback.MustAddr(t),
 	}
 	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -321,16 +322,6 @@ func (s *Server) Requests() ([]Request, error) {
 
 // URL returns the path-style HTTP URL of an object.
 func (s *Server) URL(bucket, key string) string { return s.Endpoint + "/" + bucket + "/" + key }
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
 
 func randomHex(t testing.TB, n int) string {
 	t.Helper()

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emsflow/emsflow/internal/loopback"
 )
 
 var (
@@ -73,7 +74,7 @@ type Service struct {
 // port (EMSFLOW_SERVER_LISTEN), returning once /readyz answers 200. extraEnv adds variables.
 func Start(t testing.TB, dir, config string, extraEnv ...string) *Service {
 	t.Helper()
-	s := &Service{t: t, Dir: dir, Config: filepath.Join(dir, "config.ini"), Addr: freeAddr(t)}
+	s := &Service{t: t, Dir: dir, Config: filepath.Join(dir, "config.ini"), Addr: loopback.MustAddr(t)}
 	if err := os.WriteFile(s.Config, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +93,6 @@ func Start(t testing.TB, dir, config string, extraEnv ...string) *Service {
 		}
 	})
 	return s
-}
-
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (s *Service) start() {

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emsflow/emsflow/internal/loopback"
 )
 
 func main() {
@@ -106,7 +107,10 @@ func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 	if err != nil {
 		return err
 	}
-	bareAddr := freeAddr()
+	bareAddr, err := loopback.Addr()
+	if err != nil {
+		return err
+	}
 	bareCmd := exec.Command(self, "-bare", "-addr", bareAddr)
 	if err := bareCmd.Start(); err != nil {
 		return err
@@ -272,7 +276,10 @@ func startEmsflow(bin, dir string, eventLog bool) (*exec.Cmd, string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, "", err
 	}
-	addr := freeAddr()
+	addr, err := loopback.Addr()
+	if err != nil {
+		return nil, "", err
+	}
 	cfg := filepath.Join(dir, "config.ini")
 	sw := "disabled"
 	if eventLog {
@@ -515,15 +522,6 @@ func numCPU() int {
 		}
 	}
 	return n
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitHTTP(url string) error {
