@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/logfield"
+	"github.com/emsflow/emsflow/internal/loopback"
 	"github.com/emsflow/emsflow/internal/s3test"
 	"github.com/emsflow/emsflow/plugins"
 )
@@ -77,14 +77,7 @@ func s3Fault(status int, code, msg string) func(context.Context, *s3.AbortMultip
 
 // closedPort sends the abort to a loopback port nobody listens on: a real connection refused.
 func closedPort(t *testing.T) func(context.Context, *s3.AbortMultipartUploadInput, API) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := loopback.MustAddr(t) // nothing listens there, and no outgoing connection takes it
 	return func(ctx context.Context, in *s3.AbortMultipartUploadInput, next API) error {
 		_, err := next.AbortMultipartUpload(ctx, in, func(o *s3.Options) { o.BaseEndpoint = aws.String("http://" + addr) })
 		return err

@@ -24,6 +24,7 @@ import (
 	"github.com/emsflow/emsflow/emsclient"
 	"github.com/emsflow/emsflow/event"
 	"github.com/emsflow/emsflow/internal/emssim"
+	"github.com/emsflow/emsflow/internal/loopback"
 	"github.com/emsflow/emsflow/plugins"
 )
 
@@ -72,7 +73,9 @@ func New(t testing.TB, opts Options, names ...string) *Fleet {
 		f.rec.Close()
 	})
 	for _, n := range names {
-		f.startSim(n, opts, "127.0.0.1:0", "127.0.0.1:0")
+		// Ports below the ephemeral range: Restart listens on them again, and an outgoing
+		// connection could take an ephemeral one in between.
+		f.startSim(n, opts, loopback.MustAddr(t), loopback.MustAddr(t))
 	}
 	t.Cleanup(func() { // runs first: no new work once the test body is done
 		f.mu.Lock()
