@@ -37,7 +37,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server timeouts.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// AppendTimeout bounds one journal append. The append does not stop when the sender
+	// AppendTimeout bounds one journal append, give or take a tenth of it up to 100 ms
+	// (requests arriving together share a deadline). The append does not stop when the sender
 	// disconnects: EMS never retries, so a fully received event is still stored if it can be.
 	AppendTimeout time.Duration
 	// EMS lists the EMS servers events are attributed to (see Server for the rules). Empty or

@@ -96,15 +96,16 @@ func (f ReadinessFunc) Ready() error { return f() }
 
 // Server is the webhook HTTP server. It is safe for concurrent use.
 type Server struct {
-	cfg      Config
-	journal  Journal
-	ready    Readiness
-	log      zerolog.Logger
-	metrics  *metrics
-	attr     *attributor
-	tokenSum [sha256.Size]byte
-	handler  http.Handler
-	srv      *http.Server
+	cfg       Config
+	journal   Journal
+	ready     Readiness
+	log       zerolog.Logger
+	metrics   *metrics
+	attr      *attributor
+	deadlines *deadlines
+	tokenSum  [sha256.Size]byte
+	handler   http.Handler
+	srv       *http.Server
 
 	mu   sync.Mutex
 	addr string
@@ -136,13 +137,14 @@ func New(cfg Config, j Journal, ready Readiness, reg prometheus.Registerer, gath
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		journal: j,
-		ready:   ready,
-		log:     log,
-		metrics: m,
-		attr:    newAttributor(cfg),
-		addr:    cfg.Listen,
+		cfg:       cfg,
+		journal:   j,
+		ready:     ready,
+		log:       log,
+		metrics:   m,
+		attr:      newAttributor(cfg),
+		deadlines: newDeadlines(cfg.AppendTimeout),
+		addr:      cfg.Listen,
 	}
 	if cfg.AuthToken != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.AuthToken))
@@ -316,9 +318,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	// The sender may hang up while the journal writes; the event was fully received, so it is
 	// stored anyway (EMS never retries).
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.AppendTimeout)
-	defer cancel()
-	if err := s.journal.Append(ctx, evs); err != nil {
+	if err := s.journal.Append(s.deadlines.at(time.Now()), evs); err != nil {
 		s.requestLog(w, r).Error().Err(err).Int(logfield.Count, len(evs)).Str(logfield.EventType, evs[0].Type).
 			Msg("journal append; answering 503")
 		w.Header().Set("Retry-After", "1")
