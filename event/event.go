@@ -69,14 +69,16 @@ func Decode(data []byte) (*Event, error) {
 // that key alone. Building the whole payload is most of the cost of receiving an event, and the
 // receiver only stores Raw; consumers Decode it fully. It validates the JSON, then walks only the
 // top-level members and those of the payload, without reflection.
-func DecodeEnvelope(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, true) }
+func DecodeEnvelope(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, true, false) }
 
 // DecodeHeader is DecodeEnvelope without customData: the returned Payload is empty. It is for
 // readers that need the envelope and Raw only (EventLog; the receiver when no EMS is told
 // apart by customData).
-func DecodeHeader(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, false) }
+func DecodeHeader(data []byte) (*Event, error) { return decodeEnvelopeOnly(data, false, false) }
 
-func decodeEnvelopeOnly(data []byte, withCustomData bool) (*Event, error) {
+// decodeEnvelopeOnly is DecodeEnvelope (withCustomData) or DecodeHeader; with owned, the
+// event's Raw is data itself rather than a copy.
+func decodeEnvelopeOnly(data []byte, withCustomData, owned bool) (*Event, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return nil, errors.New("event is not a JSON object")
@@ -104,7 +106,11 @@ func decodeEnvelopeOnly(data []byte, withCustomData bool) (*Event, error) {
 		var v any
 		return nil, fmt.Errorf("decode event: %w", json.Unmarshal(data, &v))
 	}
-	ev, err := envelopeEvent(data, &env)
+	raw := data
+	if !owned {
+		raw = bytes.Clone(data)
+	}
+	ev, err := envelopeEvent(raw, &env)
 	if err != nil {
 		return nil, err
 	}
@@ -175,11 +181,11 @@ func decodeEnvelope(data []byte, env *envelope, dst any) (*Event, error) {
 	if err := json.Unmarshal(data, dst); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
-	return envelopeEvent(data, env)
+	return envelopeEvent(bytes.Clone(data), env)
 }
 
-// envelopeEvent checks the envelope fields and builds the Event.
-func envelopeEvent(data []byte, env *envelope) (*Event, error) {
+// envelopeEvent checks the envelope fields and builds the Event, whose Raw is raw.
+func envelopeEvent(raw []byte, env *envelope) (*Event, error) {
 	if env.Type == nil {
 		return nil, ErrNoType
 	}
@@ -191,7 +197,7 @@ func envelopeEvent(data []byte, env *envelope) (*Event, error) {
 	if typ == "" {
 		return nil, ErrNoType
 	}
-	ev := &Event{Type: typ, Raw: json.RawMessage(bytes.Clone(data))}
+	ev := &Event{Type: typ, Raw: json.RawMessage(raw)}
 	var err error
 	if ev.ID, err = optionalUint(env.ID); err != nil {
 		return nil, fmt.Errorf("event id: %w", err)
@@ -214,6 +220,14 @@ func DecodeBatchEnvelopes(body []byte) ([]*Event, error) { return decodeBatch(bo
 
 // DecodeBatchHeaders is DecodeBatch with DecodeHeader for each event.
 func DecodeBatchHeaders(body []byte) ([]*Event, error) { return decodeBatch(body, DecodeHeader) }
+
+// DecodeBody is DecodeBatchEnvelopes (withCustomData) or DecodeBatchHeaders for a body its
+// caller gives up: the events' Raw are slices of body (or of a batch's elements, which are
+// copies already) rather than copies of their own. The caller must not change body afterwards.
+// It saves the receiver a copy of every event it takes.
+func DecodeBody(body []byte, withCustomData bool) ([]*Event, error) {
+	return decodeBatch(body, func(b []byte) (*Event, error) { return decodeEnvelopeOnly(b, withCustomData, true) })
+}
 
 func decodeBatch(body []byte, decode func([]byte) (*Event, error)) ([]*Event, error) {
 	body = bytes.TrimSpace(body)

@@ -44,6 +44,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -272,30 +273,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBodyBytes))
 		return
 	}
-	buf := getBodyBuffer()
-	defer putBodyBuffer(buf)
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	body := buf.Bytes() // decoding copies what it keeps (Event.Raw)
+	evs, err := s.readEvents(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			s.reject(w, r, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("body is over the limit of %d bytes", s.cfg.MaxBodyBytes))
-			return
+		case errors.Is(err, event.ErrNoType):
+			s.reject(w, r, http.StatusBadRequest, ReasonNoType, err.Error())
+		default: // unreadable or malformed
+			s.reject(w, r, http.StatusBadRequest, ReasonBadJSON, err.Error())
 		}
-		s.reject(w, r, http.StatusBadRequest, ReasonBadJSON, "read body: "+err.Error())
-		return
-	}
-	decode := event.DecodeBatchHeaders
-	if s.attr.usesCustomData() {
-		decode = event.DecodeBatchEnvelopes
-	}
-	evs, err := decode(body)
-	if err != nil {
-		reason := ReasonBadJSON
-		if errors.Is(err, event.ErrNoType) {
-			reason = ReasonNoType
-		}
-		s.reject(w, r, http.StatusBadRequest, reason, err.Error())
 		return
 	}
 
@@ -340,11 +328,37 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(evs)})
 }
 
+// readEvents reads and decodes the request body. A body of known, usual size is read into a
+// buffer of its own that the events' Raw then share (event.DecodeBody): no copy per event.
+// Others (chunked, or large enough that a sender could make the webhook reserve memory just by
+// announcing a size) grow a pooled buffer as bytes arrive, and the decoder copies what it keeps.
+// A body over the limit is an *http.MaxBytesError.
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) ([]*event.Event, error) {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if n := r.ContentLength; n >= 0 && n <= maxPooledBody {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		return event.DecodeBody(b, s.attr.usesCustomData())
+	}
+	buf := getBodyBuffer()
+	defer putBodyBuffer(buf)
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if s.attr.usesCustomData() {
+		return event.DecodeBatchEnvelopes(buf.Bytes())
+	}
+	return event.DecodeBatchHeaders(buf.Bytes())
+}
+
 // acceptedOne is the answer to a POST of one event, written for every event EMS sends.
 var acceptedOne = []byte(`{"accepted":1}` + "\n")
 
-// bodyBuffers recycles request body buffers: the decoder copies what it keeps, so a buffer is
-// free again once the request is answered. Buffers grown by a large batch are dropped.
+// bodyBuffers recycles the buffers of bodies of unknown or large size: the decoder copies what
+// it keeps, so a buffer is free again once the request is answered. Buffers grown by a large
+// batch are dropped.
 var bodyBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 8<<10)) }}
 
 const maxPooledBody = 64 << 10
