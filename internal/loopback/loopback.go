@@ -26,9 +26,12 @@ import (
 // system services commonly listen on.
 const lowest = 10000
 
-// defaultEphemeralLow is Linux's default start of the ephemeral range, used where the running
-// kernel's cannot be read; other systems start theirs higher (49152).
-const defaultEphemeralLow = 32768
+// defaultEphemeral is Linux's default ephemeral range, used where the running kernel's cannot
+// be read; other systems start theirs higher (49152).
+var defaultEphemeral = [2]int{32768, 60999}
+
+// minPorts is the fewest ports a range outside the ephemeral one must offer to be used.
+const minPorts = 1000
 
 var (
 	mu    sync.Mutex
@@ -38,8 +41,38 @@ var (
 // Addr returns "127.0.0.1:<port>" for a port that nothing listened on a moment ago, that the
 // kernel does not give to outgoing connections, and that no earlier call in this process
 // returned.
+//
+// Where the kernel's ephemeral range leaves too few ports on either side (some containers give
+// it 1024-65535), Addr falls back to a port the kernel picks, which is what it was meant to
+// avoid, but still works most of the time.
 func Addr() (string, error) {
-	return pick(lowest, ephemeralLow(), 200)
+	lo, hi, ok := outside(ephemeral())
+	if !ok {
+		return kernelPick()
+	}
+	return pick(lo, hi, 200)
+}
+
+// outside returns the range of ports Addr uses given the ephemeral range [elo, ehi]: below it
+// if there is room, else above it.
+func outside(elo, ehi int) (lo, hi int, ok bool) {
+	switch {
+	case elo-lowest >= minPorts:
+		return lowest, elo, true
+	case 65536-(ehi+1) >= minPorts:
+		return max(ehi+1, lowest), 65536, true
+	}
+	return 0, 0, false
+}
+
+// kernelPick returns a port the kernel chose, closed again.
+func kernelPick() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // pick tries up to tries random ports in [lo, hi).
@@ -73,21 +106,22 @@ func pick(lo, hi, tries int) (string, error) {
 	return "", fmt.Errorf("loopback: no free port between %d and %d after %d tries: %w", lo, hi, tries, last)
 }
 
-// ephemeralLow returns the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
+// ephemeral returns the first and last port of the kernel's ephemeral range.
+func ephemeral() (lo, hi int) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return defaultEphemeralLow
+		return defaultEphemeral[0], defaultEphemeral[1]
 	}
 	f := strings.Fields(string(b))
 	if len(f) != 2 {
-		return defaultEphemeralLow
+		return defaultEphemeral[0], defaultEphemeral[1]
 	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil {
-		return defaultEphemeralLow
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || lo > hi {
+		return defaultEphemeral[0], defaultEphemeral[1]
 	}
-	return n // a range starting at or below lowest leaves pick nothing, and it says so
+	return lo, hi
 }
 
 // TB is the part of testing.TB that MustAddr needs.

@@ -29,8 +29,9 @@ func TestAddr(t *testing.T) {
 			t.Fatalf("%s handed out twice", addr)
 		}
 		seen[addr] = true
-		if p := port(t, addr); p < lowest || p >= ephemeralLow() {
-			t.Fatalf("%s outside [%d, %d)", addr, lowest, ephemeralLow())
+		elo, ehi := ephemeral()
+		if p := port(t, addr); p < lowest || (p >= elo && p <= ehi) {
+			t.Fatalf("%s below %d or in the ephemeral range [%d, %d]", addr, lowest, elo, ehi)
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -62,8 +63,9 @@ func TestOutgoingPortsAreEphemeral(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p := port(t, c.LocalAddr().String()); p < ephemeralLow() {
-			t.Fatalf("outgoing connection got local port %d, below the ephemeral range's %d", p, ephemeralLow())
+		elo, ehi := ephemeral()
+		if p := port(t, c.LocalAddr().String()); p < elo || p > ehi {
+			t.Fatalf("outgoing connection got local port %d, outside the ephemeral range [%d, %d]", p, elo, ehi)
 		}
 		_ = c.Close()
 	}
@@ -89,5 +91,24 @@ func TestPickSkipsBusyAndGiven(t *testing.T) {
 	}
 	if _, err := pick(10, 10, 5); err == nil {
 		t.Fatal("pick from an empty range succeeded")
+	}
+}
+
+// TestOutside: below the ephemeral range when it leaves room, else above it, else nothing.
+func TestOutside(t *testing.T) {
+	for _, tc := range []struct {
+		elo, ehi, lo, hi int
+		ok               bool
+	}{
+		{32768, 60999, lowest, 32768, true}, // Linux's default
+		{49152, 65535, lowest, 49152, true}, // the IANA range
+		{1024, 40000, 40001, 65536, true},   // room above only
+		{1024, 65000, 0, 0, false},          // room on neither side
+		{10500, 65000, 0, 0, false},
+	} {
+		lo, hi, ok := outside(tc.elo, tc.ehi)
+		if lo != tc.lo || hi != tc.hi || ok != tc.ok {
+			t.Errorf("outside(%d, %d) = %d, %d, %v; want %d, %d, %v", tc.elo, tc.ehi, lo, hi, ok, tc.lo, tc.hi, tc.ok)
+		}
 	}
 }
