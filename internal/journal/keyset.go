@@ -88,16 +88,30 @@ func (s *keySet) insert(k digest) bool {
 	}
 }
 
+// grow moves the keys to a table twice the size. A key's slot is the top bits of its mixed
+// hash, so a key in slot i of the old table lands in slot 2i or 2i+1 of the new one, or a
+// little after: reading the old table in order fills the new one in order, and each stretch of
+// the old table read goes back to the system at once (releaseKeys). The two tables then hold
+// little more than the new one's size between them, where keeping the old one whole until the
+// end made the peak one and a half times that (24 MB rather than 16 at 400k keys).
 func (s *keySet) grow() {
 	old := s.mem
 	s.alloc(2 * len(old) / keySize)
-	for o := 0; o < len(old); o += keySize {
-		if k := *(*digest)(old[o:]); k != (digest{}) {
-			s.insert(k)
+	for start := 0; start < len(old); start += growChunk {
+		end := min(start+growChunk, len(old))
+		for o := start; o < end; o += keySize {
+			if k := *(*digest)(old[o:]); k != (digest{}) {
+				s.insert(k)
+			}
 		}
+		releaseKeys(old[start:end])
 	}
 	unmapKeys(old)
 }
+
+// growChunk is how much of the old table grow reads before releasing it: a whole number of
+// pages and of keys.
+const growChunk = 1 << 20
 
 // bytes is the memory the set holds.
 func (s *keySet) bytes() int { return len(s.mem) }
