@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -142,6 +143,7 @@ func TestCollector(t *testing.T) {
 	want := map[string]float64{
 		`emsflow_journal_messages{stream="events"}`:      2,
 		`emsflow_journal_messages{stream="dead"}`:        0,
+		`emsflow_journal_last_sequence{stream="events"}`: 2,
 		`emsflow_journal_scrape_errors{stream="events"}`: 0,
 		`emsflow_journal_scrape_errors{stream="dead"}`:   0,
 		`emsflow_journal_dedupe_keys{}`:                  2,
@@ -161,6 +163,35 @@ func TestCollector(t *testing.T) {
 	got = gather(t, reg)
 	if _, ok := got[`emsflow_journal_messages{stream="events"}`]; ok || got[`emsflow_journal_scrape_errors{stream="events"}`] != 1 {
 		t.Errorf("after Close: %v, want only scrape errors", got)
+	}
+}
+
+// TestLastSequenceCountsEvicted: once max_bytes drops the oldest events, the stream holds fewer
+// messages than it stored, and last_sequence still counts every one stored, which is what tells
+// "retention dropped it" from "it was never stored".
+func TestLastSequenceCountsEvicted(t *testing.T) {
+	ev := fixture(t)
+	const stored = 10
+	j, err := Open(t.Context(), Config{DataDir: t.TempDir(), DedupeWindow: time.Minute, MaxBytes: int64(3 * len(ev.Raw))}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	for i := range stored {
+		e := *ev
+		e.EMS = fmt.Sprintf("ems%d", i)
+		if err := j.Append(t.Context(), []*event.Event{&e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(j.Collector())
+	got := gather(t, reg)
+	if held := got[`emsflow_journal_messages{stream="events"}`]; held < 1 || held >= stored {
+		t.Errorf("messages held = %v, want between 1 and %d (max_bytes is three bodies)", held, stored-1)
+	}
+	if last := got[`emsflow_journal_last_sequence{stream="events"}`]; last != stored {
+		t.Errorf("last_sequence = %v, want %d", last, stored)
 	}
 }
 

@@ -20,6 +20,9 @@ func (j *Journal) Collector() prometheus.Collector {
 		messages: prometheus.NewDesc("emsflow_journal_messages",
 			"Messages held by a journal stream (events: accepted events within retention; dead: dead letters).",
 			[]string{"stream"}, nil),
+		lastSeq: prometheus.NewDesc("emsflow_journal_last_sequence",
+			"Sequence of the newest message of a journal stream: how many it ever stored, those retention (max_age, max_bytes) dropped since included.",
+			[]string{"stream"}, nil),
 		bytes: prometheus.NewDesc("emsflow_journal_bytes",
 			"Bytes held by a journal stream, to compare with journal.max_bytes.",
 			[]string{"stream"}, nil),
@@ -35,12 +38,14 @@ func (j *Journal) Collector() prometheus.Collector {
 type collector struct {
 	j                             *Journal
 	messages, bytes, scrapeErrors *prometheus.Desc
+	lastSeq                       *prometheus.Desc
 	dedupeKeys                    *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.messages
 	ch <- c.bytes
+	ch <- c.lastSeq
 	ch <- c.scrapeErrors
 	ch <- c.dedupeKeys
 }
@@ -55,6 +60,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				failed = 0
 				ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(info.State.Msgs), label)
 				ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(info.State.Bytes), label)
+				ch <- prometheus.MustNewConstMetric(c.lastSeq, prometheus.GaugeValue, float64(info.State.LastSeq), label)
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.GaugeValue, failed, label)
