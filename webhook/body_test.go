@@ -11,9 +11,10 @@ import (
 )
 
 // TestBodiesKeepTheirEvents: an event's Raw stays what was posted after later requests, whether
-// its body was read into a buffer of its own (Content-Length) or into a pooled one that the
-// next chunked request reuses. The requests are read one after the other on one goroutine, so
-// the pool hands the same buffer back.
+// its body was read into a recycled buffer that is not freed yet (Content-Length, as EMS
+// sends), into a buffer of its own (a larger body), or into a pooled one that the next chunked
+// request reuses. The requests are read one after the other on one goroutine, so the pools
+// hand the same buffers back when they can.
 func TestBodiesKeepTheirEvents(t *testing.T) {
 	env := newTestEnv(t, Config{}, nil, nil)
 	var (
@@ -21,16 +22,23 @@ func TestBodiesKeepTheirEvents(t *testing.T) {
 		evs    []*event.Event
 	)
 	for i := range 32 {
-		body := fmt.Sprintf(`{"type":"timerTriggered","id":%d,"payload":{"pad":%q}}`, i, strings.Repeat(string(rune('a'+i%26)), 100+i))
+		pad := 100 + i
+		if i%8 == 1 {
+			pad += smallBodySize // over the recycled size: a buffer of its own
+		}
+		body := fmt.Sprintf(`{"type":"timerTriggered","id":%d,"payload":{"pad":%q}}`, i, strings.Repeat(string(rune('a'+i%26)), pad))
 		bodies = append(bodies, body)
 		var r io.Reader = strings.NewReader(body)
-		if i%4 != 0 {
-			r = unsized{r} // chunked: the pooled buffer
+		if i%4 == 2 {
+			r = unsized{r} // chunked: the pooled buffer, freed when read
 		}
 		req := httptest.NewRequest("POST", "/evowebservices", r)
-		got, err := env.srv.readEvents(httptest.NewRecorder(), req)
+		got, sb, err := env.srv.readEvents(httptest.NewRecorder(), req)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("body %d: %v, %d events", i, err, len(got))
+		}
+		if recycled := sb != nil; recycled != (i%4 != 2 && i%8 != 1) {
+			t.Errorf("body %d (%d bytes): read into a recycled buffer %v", i, len(body), recycled)
 		}
 		evs = append(evs, got[0])
 	}

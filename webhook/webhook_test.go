@@ -63,7 +63,7 @@ func (j *fakeJournal) Append(ctx context.Context, evs []*event.Event) error {
 	// with the attribution the webhook made.
 	stored := make([]*event.Event, len(evs))
 	for i, ev := range evs {
-		full, err := event.Decode(ev.Raw)
+		full, err := event.Decode(bytes.Clone(ev.Raw)) // the webhook reuses ev.Raw's buffer
 		if err != nil {
 			return fmt.Errorf("journaled bytes do not decode: %w", err)
 		}
