@@ -332,16 +332,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // readEvents reads and decodes the request body. A body of known, usual size is read into a
-// buffer of its own that the events' Raw then share (event.DecodeBody): no copy per event.
-// Others (chunked, or large enough that a sender could make the webhook reserve memory just by
-// announcing a size) grow a pooled buffer as bytes arrive, and the decoder copies what it keeps.
-// A body over the limit is an *http.MaxBytesError.
+// buffer that the events' Raw then share (event.DecodeBody): no copy per event. Up to
+// smallBodySize the buffer is recycled, returned as the *smallBody the caller frees (nil
+// otherwise). Others (chunked, or large enough that a sender could make the webhook reserve
+// memory just by announcing a size) grow a pooled buffer as bytes arrive, and the decoder copies
+// what it keeps. A body over the limit is an *http.MaxBytesError.
 func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) ([]*event.Event, *smallBody, error) {
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	if n := r.ContentLength; n >= 0 && n <= maxPooledBody {
-		// The events point into b (event.DecodeBody copies nothing): a small body is read into
-		// a recycled buffer that the handler frees once the journal stored its events, a larger
-		// one into a buffer of its own.
 		var sb *smallBody
 		var b []byte
 		if n <= smallBodySize {
