@@ -40,6 +40,25 @@ func TestValidAgreesOnSeeds(t *testing.T) {
 	}
 }
 
+// TestValidStringBytes puts every byte value at every offset of strings long enough for
+// stringEnd to read them eight bytes at a time, with an escape before or not: the word scan must
+// stop where the byte scan would.
+func TestValidStringBytes(t *testing.T) {
+	for n := range 20 {
+		for at := range n + 1 {
+			for _, before := range []string{"", `\"`, `\u00e9`} {
+				for v := range 256 {
+					s := []byte(`{"k":"` + before + strings.Repeat("a", at) + string(rune(0)) + strings.Repeat("b", n-at) + `","z":1}`)
+					s[len(`{"k":"`)+len(before)+at] = byte(v)
+					if got, want := validate(s, nil), json.Valid(s); got != want {
+						t.Fatalf("validate(%q) = %v, encoding/json says %v", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzValidAgrees(f *testing.F) {
 	addFixtures(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
