@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -185,6 +186,10 @@ type SinkConfig struct {
 	// certificate is verified against the system roots, as it is for smtps:// (on Linux,
 	// SSL_CERT_FILE or SSL_CERT_DIR can name a bundle that includes a private CA).
 	StartTLS bool `json:"starttls"`
+	// Helo is the name emsflow gives in EHLO: by default the machine's host name, "localhost"
+	// when it has none. Mail servers that check it (Postfix's reject_non_fqdn_helo_hostname)
+	// want a fully qualified name.
+	Helo string `json:"helo"`
 
 	// set records which keys the entry gave, to reject keys that do not apply to its kind.
 	set map[string]bool
@@ -275,6 +280,7 @@ var onlyFor = map[string]string{
 	"sign_key": kindHTTP, "signature": kindHTTP, "headers": kindHTTP,
 	"max_bytes": kindFile, "rotate_every": kindFile,
 	"from": kindEmail, "to": kindEmail, "subject": kindEmail, "digest_interval": kindEmail, "starttls": kindEmail,
+	"helo": kindEmail,
 }
 
 // applyDefaults fills kind-dependent defaults.
@@ -295,6 +301,9 @@ func (c *SinkConfig) applyDefaults() {
 		}
 		if c.Subject == "" {
 			c.Subject = defaultSubject
+		}
+		if c.Helo == "" {
+			c.Helo = defaultHelo()
 		}
 	}
 	if kind == kindHTTP && c.Signature == "" && c.SignKey != "" {
@@ -416,10 +425,21 @@ func (c SinkConfig) validateEmail() []error {
 	if strings.ContainsAny(c.Subject, "\r\n") {
 		errs = append(errs, errors.New("subject must be one line"))
 	}
+	if c.Helo == "" || strings.ContainsFunc(c.Helo, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		errs = append(errs, fmt.Errorf("helo %q must be a host name (no spaces or control characters)", c.Helo))
+	}
 	if c.DigestInterval <= 0 {
 		errs = append(errs, errors.New("digest_interval must be positive"))
 	}
 	return errs
+}
+
+// defaultHelo is the machine's host name, or localhost when it has none.
+func defaultHelo() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
 }
 
 // plainAuthInClear reports whether net/smtp's PLAIN authentication sends credentials to host

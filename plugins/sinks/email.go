@@ -28,6 +28,7 @@ type emailDeliverer struct {
 	redacted string
 	implicit bool
 	startTLS bool
+	helo     string
 	user     Secret
 	pass     Secret
 	from     string
@@ -45,7 +46,7 @@ func newEmailDeliverer(sc SinkConfig, now func() time.Time) (*emailDeliverer, er
 	}
 	d := &emailDeliverer{
 		sink: sc.Name, host: u.Hostname(), redacted: u.Redacted(), implicit: u.Scheme == "smtps",
-		startTLS: sc.StartTLS, from: sc.From, to: []string(sc.To), subject: sc.Subject, now: now,
+		startTLS: sc.StartTLS, helo: sc.Helo, from: sc.From, to: []string(sc.To), subject: sc.Subject, now: now,
 	}
 	port := u.Port()
 	if port == "" {
@@ -94,6 +95,10 @@ func (d *emailDeliverer) deliver(ctx context.Context, batch []record) error {
 		return d.smtpErr("greeting", err)
 	}
 	defer c.Close()
+	// net/smtp would say EHLO localhost, which servers that check the name refuse.
+	if err := c.Hello(d.helo); err != nil {
+		return d.smtpErr("ehlo", err)
+	}
 	if d.startTLS {
 		// Retryable, like a refused connection or an untrusted certificate: the server or the
 		// path to it (a middlebox stripping STARTTLS) can be fixed without restarting us, and the

@@ -205,6 +205,39 @@ func TestEmailDigest(t *testing.T) {
 	}
 }
 
+// TestEmailHelo: EHLO gives the configured name, or the machine's host name, never net/smtp's
+// "localhost" (which servers that check the name refuse).
+func TestEmailHelo(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	for _, tt := range []struct{ name, param, want string }{
+		{"configured", `,"helo":"mx1.example.com"`, "mx1.example.com"},
+		{"default", ``, host},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := smtptest.New(t)
+			h := newHarness(t)
+			s := h.build(t, `{"sinks":[{"name":"noc","url":"smtp://`+srv.Addr+`","from":"a@example.com","to":"b@example.com"`+tt.param+`}]}`)
+			if err := s.sinks[0].d.deliver(t.Context(), []record{{Seq: 1, Key: "k1", At: time.Now().UnixNano(), EMS: "edge1",
+				Event: closedEvent(t, 1, "cam1").Raw}}); err != nil {
+				t.Fatalf("deliver: %v", err)
+			}
+			srv.Close()
+			var hellos []string
+			for _, c := range srv.Commands() {
+				if c.Verb == "EHLO" || c.Verb == "HELO" {
+					hellos = append(hellos, c.Verb+" "+c.Hello)
+				}
+			}
+			if !slices.Equal(hellos, []string{"EHLO " + tt.want}) {
+				t.Errorf("greetings %q, want [EHLO %s]", hellos, tt.want)
+			}
+		})
+	}
+}
+
 func TestEmailRetriesThenDelivers(t *testing.T) {
 	srv := smtptest.New(t)
 	srv.RejectData(451)
@@ -261,6 +294,9 @@ func TestConfigErrors(t *testing.T) {
 			"sent only over TLS"},
 		{"email user in clear", `{"sinks":[{"name":"a","url":"smtp://u@mail.example.com","starttls":false,"from":"a@b.c","to":["a@b.c"]}]}`,
 			"sent only over TLS"},
+		{"email helo with a space", `{"sinks":[{"name":"a","url":"smtp://127.0.0.1:25","from":"a@b.c","to":["a@b.c"],"helo":"mx 1"}]}`,
+			`helo "mx 1" must be a host name`},
+		{"helo on http", `{"sinks":[{"name":"a","url":"http://h","helo":"mx1.example.com"}]}`, "helo applies to email sinks"},
 		{"throttle on email", `{"sinks":[{"name":"a","url":"smtp://127.0.0.1:25","from":"a@b.c","to":["a@b.c"],"throttle_delay":"1s"}]}`, "digest_interval"},
 		{"batch size", `{"sinks":[{"name":"a","url":"http://h","batch_size":0}]}`, "batch_size"},
 		{"negative limit", `{"sinks":[{"name":"a","url":"http://h","resend_limit":-1}]}`, "resend_limit"},

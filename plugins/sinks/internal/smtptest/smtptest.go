@@ -47,6 +47,8 @@ type Command struct {
 	Verb string
 	// TLS reports whether the session was encrypted when the command arrived.
 	TLS bool
+	// Hello is the host name an EHLO or HELO gave; empty for other verbs.
+	Hello string
 }
 
 // Option configures a server.
@@ -187,7 +189,11 @@ func (s *Server) session(c net.Conn, encrypted bool) {
 		verb, arg, _ := strings.Cut(line, " ")
 		verb = strings.ToUpper(verb)
 		s.mu.Lock()
-		s.cmds = append(s.cmds, Command{Verb: verb, TLS: encrypted})
+		cmd := Command{Verb: verb, TLS: encrypted}
+		if verb == "EHLO" || verb == "HELO" {
+			cmd.Hello = arg
+		}
+		s.cmds = append(s.cmds, cmd)
 		s.mu.Unlock()
 		switch verb {
 		case "EHLO":
