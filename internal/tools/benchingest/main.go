@@ -161,7 +161,8 @@ func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 			return fmt.Errorf("emsflow (journal only): %w", err)
 		}
 		jHWM = append(jHWM, peakRSS(jEms.Process.Pid))
-		held, stored := metric(jAddr, heldRe), metric(jAddr, lastSeqRe)
+		// One scrape: requests still in flight when wrk stopped may store events between two.
+		held, stored := metrics(jAddr, heldRe, lastSeqRe)
 		jFull = append(jFull, held != "?" && stored != "?" && held != stored)
 		e, err := load("http://"+eAddr+"/evowebservices", script, slice, conns)
 		if err != nil {
@@ -500,18 +501,30 @@ func peakRSS(pid int) int64 {
 
 // metric returns the sum of the samples of one metric, as text.
 func metric(addr string, re *regexp.Regexp) string {
+	v, _ := metrics(addr, re, nil)
+	return v
+}
+
+// metrics returns the sums of the samples of two metrics (b may be nil) from one scrape, as text.
+func metrics(addr string, a, b *regexp.Regexp) (string, string) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return "?"
+		return "?", "?"
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, m := range re.FindAllSubmatch(b, -1) {
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		sum += v
+	body, _ := io.ReadAll(resp.Body)
+	sum := func(re *regexp.Regexp) string {
+		if re == nil {
+			return ""
+		}
+		var s float64
+		for _, m := range re.FindAllSubmatch(body, -1) {
+			v, _ := strconv.ParseFloat(string(m[1]), 64)
+			s += v
+		}
+		return strconv.FormatFloat(s, 'f', 0, 64)
 	}
-	return strconv.FormatFloat(sum, 'f', 0, 64)
+	return sum(a), sum(b)
 }
 
 // settle waits until two metrics agree and stay unchanged for a second (requests still in
