@@ -20,9 +20,9 @@ type digest = [16]byte
 // JetStream's message-id index, which keeps about 100 bytes and three heap objects per event in
 // the window (the id string, an entry, map and array slots): 200 MB at 17k events/s over the
 // default 2 minutes, all of it scanned by every GC cycle. Here a key is 12 bytes of the digest
-// in a table off the Go heap (keySet), 16 to 32 bytes an event as the table fills (31.5 at 400k
-// keys in BenchmarkDedupeClaim), which the GC neither scans nor counts towards the heap it lets
-// grow.
+// in a table off the Go heap (keySet), 16 to 32 bytes an event depending on how full the table
+// is (31.5 at 400k keys in BenchmarkDedupeClaim), which the GC neither scans nor counts towards
+// the heap it lets grow.
 //
 // A key is claimed before its event is published and released when the server answered. A
 // second POST of an event whose publish is still in flight (EMS retrying after a slow answer)

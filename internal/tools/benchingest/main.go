@@ -162,8 +162,8 @@ func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 		}
 		jHWM = append(jHWM, peakRSS(jEms.Process.Pid))
 		// One scrape: requests still in flight when wrk stopped may store events between two.
-		held, stored := metrics(jAddr, heldRe, lastSeqRe)
-		jFull = append(jFull, held != "?" && stored != "?" && held != stored)
+		v := metrics(jAddr, heldRe, lastSeqRe)
+		jFull = append(jFull, v[0] != "?" && v[1] != "?" && v[0] != v[1])
 		e, err := load("http://"+eAddr+"/evowebservices", script, slice, conns)
 		if err != nil {
 			return fmt.Errorf("emsflow + EventLog: %w", err)
@@ -500,31 +500,30 @@ func peakRSS(pid int) int64 {
 }
 
 // metric returns the sum of the samples of one metric, as text.
-func metric(addr string, re *regexp.Regexp) string {
-	v, _ := metrics(addr, re, nil)
-	return v
-}
+func metric(addr string, re *regexp.Regexp) string { return metrics(addr, re)[0] }
 
-// metrics returns the sums of the samples of two metrics (b may be nil) from one scrape, as text.
-func metrics(addr string, a, b *regexp.Regexp) (string, string) {
+// metrics returns the sums of the samples of each metric from one scrape, as text ("?" each when
+// the scrape fails).
+func metrics(addr string, res ...*regexp.Regexp) []string {
+	out := make([]string, len(res))
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return "?", "?"
+		for i := range out {
+			out[i] = "?"
+		}
+		return out
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	sum := func(re *regexp.Regexp) string {
-		if re == nil {
-			return ""
-		}
-		var s float64
+	for i, re := range res {
+		var sum float64
 		for _, m := range re.FindAllSubmatch(body, -1) {
 			v, _ := strconv.ParseFloat(string(m[1]), 64)
-			s += v
+			sum += v
 		}
-		return strconv.FormatFloat(s, 'f', 0, 64)
+		out[i] = strconv.FormatFloat(sum, 'f', 0, 64)
 	}
-	return sum(a), sum(b)
+	return out
 }
 
 // settle waits until two metrics agree and stay unchanged for a second (requests still in
