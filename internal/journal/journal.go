@@ -57,7 +57,9 @@ type Config struct {
 	URL string
 	// Stream is the JetStream stream name for events; the dead-letter stream is "<Stream>_DEAD".
 	Stream string
-	// MaxAge and MaxBytes bound retention; zero means unlimited.
+	// MaxAge and MaxBytes bound retention; zero means unlimited. The embedded journal keeps a
+	// MaxBytes of 64 MiB and more itself, in whole blocks, and lets the stream grow by an
+	// eighth before nats-server's own limit acts (see trim.go).
 	MaxAge   time.Duration
 	MaxBytes int64
 	// DedupeWindow is how long a message id is remembered for duplicate detection.
@@ -80,8 +82,10 @@ type Journal struct {
 	js     jetstream.JetStream
 	str    jetstream.Stream
 	dead   jetstream.Stream
-	dd     *dedupe // the embedded journal's dedupe index; nil with an external URL
-	acks   *acks   // the embedded journal's publisher; nil with an external URL
+	dd     *dedupe  // the embedded journal's dedupe index; nil with an external URL
+	acks   *acks    // the embedded journal's publisher; nil with an external URL
+	store  string   // the embedded server's store directory
+	trim   *trimmer // keeps the embedded stream at MaxBytes; nil when nats-server does it
 }
 
 // Open starts (or connects to) NATS and creates or updates the event and dead-letter streams.
@@ -138,7 +142,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.MaxAge,
-		MaxBytes:    orUnlimited(cfg.MaxBytes),
+		MaxBytes:    streamLimit(cfg.MaxBytes, j.srv != nil),
 		Duplicates:  cfg.DedupeWindow,
 		Replicas:    cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
@@ -170,6 +174,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		if j.acks, err = newAcks(j.nc, j.dd); err != nil {
 			j.Close()
 			return nil, err
+		}
+		if trims(cfg.MaxBytes, j.srv != nil) {
+			j.startTrimmer(j.store)
 		}
 	}
 	return j, nil
@@ -211,7 +218,7 @@ func (j *Journal) startEmbedded() error {
 		srv.Shutdown()
 		return errors.New("start embedded nats: not ready after 30s (is another emsflow using " + dir + "?)")
 	}
-	j.srv = srv
+	j.srv, j.store = srv, dir
 	return nil
 }
 
@@ -504,6 +511,9 @@ func (j *Journal) DeadStream() jetstream.Stream { return j.dead }
 
 // Close drains the connection and stops the embedded server.
 func (j *Journal) Close() error {
+	if j.trim != nil {
+		j.trim.stop()
+	}
 	var err error
 	if j.nc != nil {
 		if derr := j.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {

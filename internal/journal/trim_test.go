@@ -1,0 +1,198 @@
+package journal
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/emsflow/emsflow/event"
+)
+
+// TestTrimRemovesWholeBlocks: past max_bytes, the embedded journal drops its oldest events a
+// whole block file at a time and keeps at least max_bytes: the first event held is the first
+// record of the oldest block file (nats-server's own limit, dropping one message per message
+// stored, leaves a partly emptied block), every event was stored, and the stream's own limit
+// sits an eighth above max_bytes.
+func TestTrimRemovesWholeBlocks(t *testing.T) {
+	const maxBytes = trimMinBytes
+	dir := t.TempDir()
+	j, err := Open(t.Context(), Config{DataDir: dir, DedupeWindow: time.Minute, MaxBytes: maxBytes}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	info, err := j.Stream().Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.Config.MaxBytes, int64(maxBytes+maxBytes/8); got != want {
+		t.Errorf("stream max_bytes = %d, want %d (max_bytes and an eighth)", got, want)
+	}
+
+	// 64 KiB messages, 24 MiB more than max_bytes: three blocks' worth to trim. They go
+	// straight to the stream: the trimmer does not look into them.
+	body := make([]byte, 64<<10)
+	n := (maxBytes + 24<<20) / len(body)
+	for range n {
+		if err := j.publish(t.Context(), &nats.Msg{Subject: Subject("ems1", event.InStreamCreated), Data: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	msgs := filepath.Join(dir, "jetstream", globalAccount, "streams", "EMS_EVENTS", "msgs")
+	var first, oldest uint64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if info, err = j.Stream().Info(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		first, oldest = info.State.FirstSeq, oldestBlockStart(t, msgs)
+		if (first == oldest && info.State.Bytes < maxBytes+8<<20+2*uint64(len(body))) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s := info.State
+	if s.LastSeq != uint64(n) || s.NumDeleted != 0 {
+		t.Errorf("last sequence %d with %d deleted, want %d with none", s.LastSeq, s.NumDeleted, n)
+	}
+	if first != oldest {
+		t.Errorf("first event held is %d, the oldest block file starts at %d: not trimmed by whole blocks", first, oldest)
+	}
+	if s.Bytes < maxBytes || s.Bytes >= maxBytes+8<<20+2*uint64(len(body)) {
+		t.Errorf("stream holds %d bytes, want max_bytes (%d) up to one 8 MiB block more", s.Bytes, maxBytes)
+	}
+	if s.FirstSeq < 2 {
+		t.Errorf("first sequence %d: nothing was trimmed", s.FirstSeq)
+	}
+}
+
+// oldestBlockStart returns the first message sequence of the lowest-numbered block file.
+func oldestBlockStart(t *testing.T, dir string) uint64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int
+	for _, e := range ents {
+		if s, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
+			i, err := strconv.Atoi(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		t.Fatalf("no block files in %s", dir)
+	}
+	seq, err := firstLive(filepath.Join(dir, strconv.Itoa(slices.Min(idx))+".blk"), make([]byte, trimScan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func TestStreamLimit(t *testing.T) {
+	tests := []struct {
+		max      int64
+		embedded bool
+		want     int64
+	}{
+		{1 << 30, true, 1<<30 + 1<<27},
+		{64 << 20, true, 72 << 20},
+		{64<<20 - 1, true, 64<<20 - 1}, // too small for a whole block in the slack
+		{1 << 30, false, 1 << 30},      // an external server enforces it
+		{0, true, -1},
+		{0, false, -1},
+	}
+	for _, tt := range tests {
+		if got := streamLimit(tt.max, tt.embedded); got != tt.want {
+			t.Errorf("streamLimit(%d, embedded %v) = %d, want %d", tt.max, tt.embedded, got, tt.want)
+		}
+	}
+}
+
+// record encodes a block record of size bytes as nats-server writes its header; a size under a
+// header's still gets a whole header, with size as its length.
+func record(seq uint64, headers bool, size int) []byte {
+	b := make([]byte, max(size, recordHeaderLen))
+	rl := uint32(size)
+	if headers {
+		rl |= recordHeaderBit
+	}
+	binary.LittleEndian.PutUint32(b, rl)
+	binary.LittleEndian.PutUint64(b[4:], seq)
+	return b
+}
+
+func TestFirstLiveRecord(t *testing.T) {
+	const tomb, erased = 1 << 62, 1 << 63
+	tests := []struct {
+		name string
+		b    []byte
+		want uint64
+	}{
+		{"message", record(7, false, 40), 7},
+		{"message with headers", record(7, true, 40), 7},
+		{"tombstones first", slices.Concat(record(3|tomb, false, 30), record(5|erased, true, 50), record(9, true, 40)), 9},
+		{"only tombstones", slices.Concat(record(3|tomb, false, 30), record(4|tomb, false, 30)), 0},
+		{"length past the scan", slices.Concat(record(3|tomb, false, 30)[:25]), 0},
+		{"length under a header", slices.Concat(record(3|tomb, false, 10), record(9, false, 40)), 0},
+		{"short", record(7, false, 40)[:21], 0},
+		{"empty", nil, 0},
+	}
+	for _, tt := range tests {
+		if got := firstLiveRecord(tt.b); got != tt.want {
+			t.Errorf("%s: firstLiveRecord = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestBlockStart: the purge point is the last block start in (first, want]; block files out of
+// sequence order (a layout the trimmer misreads) are an error, not a guess.
+func TestBlockStart(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, recs ...[]byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), slices.Concat(recs...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1.blk", record(1, true, 100))
+	write("2.blk", record(50|1<<62, false, 30), record(100, true, 100)) // a tombstone first
+	write("10.blk", record(200, true, 100))                             // sorted by number, not name
+	write("3.blk", record(150, true, 100))
+	write("index.db", []byte("not a block"))
+	tests := []struct{ first, want, got uint64 }{
+		{1, 99, 0},
+		{1, 100, 100},
+		{1, 199, 150},
+		{1, 1000, 200},
+		{150, 199, 0}, // the oldest held already starts there
+		{150, 1000, 200},
+	}
+	for _, tt := range tests {
+		got, err := blockStart(dir, tt.first, tt.want)
+		if err != nil || got != tt.got {
+			t.Errorf("blockStart(first %d, want %d) = %d, %v; want %d", tt.first, tt.want, got, err, tt.got)
+		}
+	}
+
+	write("11.blk", record(120, true, 100))
+	if got, err := blockStart(dir, 1, 1000); err == nil {
+		t.Errorf("blocks out of order: blockStart = %d, want an error", got)
+	}
+	if _, err := blockStart(filepath.Join(dir, "missing"), 1, 1000); err == nil {
+		t.Error("missing folder: want an error")
+	}
+}
