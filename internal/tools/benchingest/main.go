@@ -143,8 +143,8 @@ func run(bin, fixture string, dur time.Duration, conns, slices int) error {
 	var bs, js, es []result
 	var lagged string
 	// Journal only: peak RSS at the end of each slice, and whether the journal was full by then.
-	// Once a stream reaches max_bytes, nats-server drops the oldest event for each one stored, and
-	// that costs memory of its own (README, Development): the two are reported apart.
+	// Past max_bytes the journal drops its oldest events. Left to nats-server's own limit that
+	// cost memory of its own (README, Development), so the two are still reported apart.
 	var jHWM []int64
 	var jFull []bool
 	for i := range slices {
