@@ -58,7 +58,7 @@ type Config struct {
 	// Stream is the JetStream stream name for events; the dead-letter stream is "<Stream>_DEAD".
 	Stream string
 	// MaxAge and MaxBytes bound retention; zero means unlimited. The embedded journal keeps a
-	// MaxBytes of 64 MiB and more itself, in whole blocks, and lets the stream grow by an
+	// MaxBytes of 128 MiB and more itself, in whole blocks, and lets the stream grow by an
 	// eighth before nats-server's own limit acts (see trim.go).
 	MaxAge   time.Duration
 	MaxBytes int64

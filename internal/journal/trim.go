@@ -33,9 +33,10 @@ import (
 // two checks and for a layout the trimmer cannot read.
 
 const (
-	// trimMinBytes is the smallest max_bytes the trimmer handles: its slack must hold a whole
-	// block (8 MB at 32 MB and more; nats-server picks 4 MB blocks below that).
-	trimMinBytes = 64 << 20
+	// trimMinBytes is the smallest max_bytes the trimmer handles: its slack (an eighth) must hold
+	// two whole blocks, 8 MB each from 32 MB up, so that the oldest block is wholly over max_bytes
+	// before nats-server's own limit acts.
+	trimMinBytes = 128 << 20
 	// trimInterval is how often the trimmer compares the stream's size with max_bytes.
 	trimInterval = 100 * time.Millisecond
 	// trimScan bounds how much of a block's start is read to find its first live message.
@@ -65,9 +66,10 @@ type trimmer struct {
 	j      *Journal
 	dir    string // the stream's block files
 	max    uint64
+	slack  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
-	warned bool
+	warned bool // about trimming that does not happen, once
 }
 
 func (j *Journal) startTrimmer(storeDir string) {
@@ -76,6 +78,7 @@ func (j *Journal) startTrimmer(storeDir string) {
 		j:      j,
 		dir:    filepath.Join(storeDir, "jetstream", globalAccount, "streams", j.cfg.Stream, "msgs"),
 		max:    uint64(j.cfg.MaxBytes),
+		slack:  uint64(trimSlack(j.cfg.MaxBytes)),
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -102,44 +105,48 @@ func (t *trimmer) run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if _, err := t.trimOnce(ctx); err != nil && ctx.Err() == nil {
+		if err := t.trimOnce(ctx); err != nil && ctx.Err() == nil {
 			t.j.log.Debug().Err(err).Msg("journal trim")
 		}
 	}
 }
 
 // trimOnce purges whole blocks from the front of the stream while it holds more than max_bytes,
-// keeping at least max_bytes. It returns how many messages it removed.
-func (t *trimmer) trimOnce(ctx context.Context) (uint64, error) {
+// keeping at least max_bytes.
+func (t *trimmer) trimOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 	defer cancel()
 	info, err := t.j.str.Info(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	s := info.State
 	if s.Bytes <= t.max || s.Msgs == 0 {
-		return 0, nil
+		return nil
 	}
 	// At the stream's mean message size, the messages before want hold the excess; a purge
 	// never goes past want.
-	want := s.FirstSeq + (s.Bytes-t.max)/(s.Bytes/s.Msgs)
+	want := s.FirstSeq + (s.Bytes-t.max)/max(s.Bytes/s.Msgs, 1)
 	seq, err := blockStart(t.dir, s.FirstSeq, want)
+	if err == nil && seq == 0 && s.Bytes > t.max+t.slack/2 {
+		// Over by a block and more, a block boundary should be there to purge to.
+		err = errors.New("no block boundary found in " + t.dir)
+	}
 	if err != nil {
 		if !t.warned {
 			t.warned = true
-			t.j.log.Warn().Err(err).Msg("journal: cannot read the stream's block files; nats-server's own limit enforces max_bytes, at more memory")
+			t.j.log.Warn().Err(err).Msg("journal: cannot trim to max_bytes by whole blocks; nats-server's own limit, an eighth higher, keeps it, at more memory")
 		}
-		return 0, err
+		return err
 	}
 	if seq == 0 {
-		return 0, nil
+		return nil
 	}
 	if err := t.j.str.Purge(ctx, jetstream.WithPurgeSequence(seq)); err != nil {
-		return 0, err
+		return err
 	}
 	t.j.log.Debug().Uint64("first", s.FirstSeq).Uint64("removed", seq-s.FirstSeq).Msg("journal trimmed to max_bytes")
-	return seq - s.FirstSeq, nil
+	return nil
 }
 
 // blockStart returns the last first-sequence of a block file in (first, want], or 0 when no

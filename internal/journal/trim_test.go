@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -24,7 +25,8 @@ import (
 func TestTrimRemovesWholeBlocks(t *testing.T) {
 	const maxBytes = trimMinBytes
 	dir := t.TempDir()
-	j, err := Open(t.Context(), Config{DataDir: dir, DedupeWindow: time.Minute, MaxBytes: maxBytes}, zerolog.Nop())
+	var logs bytes.Buffer
+	j, err := Open(t.Context(), Config{DataDir: dir, DedupeWindow: time.Minute, MaxBytes: maxBytes}, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +75,28 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 	if s.FirstSeq < 2 {
 		t.Errorf("first sequence %d: nothing was trimmed", s.FirstSeq)
 	}
+
+	// Block files it cannot read: nothing is purged, the stream's own limit keeps the size, and
+	// the operator is told once. (logs is read once the trimmer, its only writer, stopped.)
+	j.trim.stop()
+	if strings.Contains(logs.String(), "cannot trim") {
+		t.Errorf("trimming warned: %s", logs.String())
+	}
+	j.trim.dir = filepath.Join(dir, "elsewhere")
+	for range 2 {
+		if err := j.trim.trimOnce(t.Context()); err == nil {
+			t.Error("trimOnce without block files: want an error")
+		}
+	}
+	if n := strings.Count(logs.String(), "cannot trim"); n != 1 {
+		t.Errorf("warned %d times about block files it cannot read, want once: %s", n, logs.String())
+	}
+	if info, err = j.Stream().Info(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if info.State.FirstSeq != s.FirstSeq {
+		t.Errorf("first sequence %d after a failed trim, want %d", info.State.FirstSeq, s.FirstSeq)
+	}
 }
 
 // oldestBlockStart returns the first message sequence of the lowest-numbered block file.
@@ -109,9 +133,9 @@ func TestStreamLimit(t *testing.T) {
 		want     int64
 	}{
 		{1 << 30, true, 1<<30 + 1<<27},
-		{64 << 20, true, 72 << 20},
-		{64<<20 - 1, true, 64<<20 - 1}, // too small for a whole block in the slack
-		{1 << 30, false, 1 << 30},      // an external server enforces it
+		{128 << 20, true, 144 << 20},
+		{128<<20 - 1, true, 128<<20 - 1}, // too small for two whole blocks in the slack
+		{1 << 30, false, 1 << 30},        // an external server enforces it
 		{0, true, -1},
 		{0, false, -1},
 	}
