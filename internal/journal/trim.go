@@ -18,19 +18,19 @@ import (
 // The embedded journal enforces max_bytes itself, a whole block file at a time.
 //
 // Left to nats-server, a stream at its byte limit drops its oldest message for each one stored,
-// and each drop loads that message's whole block (8 MB) back into memory; between garbage
-// collections the block is reloaded, so a full journal carried a second block and its garbage
-// (peak RSS 94 against 64 MB journal only at saturation, measured with the same build). Purging
-// up to the first message of a block file instead deletes whole blocks: nothing is loaded while
-// their per-subject counts are in memory (nats-server keeps them two minutes after a block's last
-// use; an older block is read once to rebuild them), and no tombstone is written.
+// and each drop loads that message's whole block (8 MB), held only weakly between drops, so a
+// full journal carried a second block and its garbage (peak RSS 94 against 64 MB, journal only
+// at saturation with a 256 MiB max_bytes, builds alternated). Purging up to the first message of
+// a block file instead deletes whole blocks: nothing is loaded while their per-subject counts are
+// in memory (nats-server keeps them two minutes after a block's last use; an older block is read
+// once to rebuild them), and no tombstone is written.
 //
 // Block boundaries are not part of nats-server's API, so the trimmer reads them from the block
 // files: each record starts with its length (4 bytes, little endian, top bit = has headers) and
 // its sequence (8 bytes, top two bits = tombstone or erased). A misread can only make a purge
 // unaligned (slower), never remove more: the purge sequence is bounded by the excess the stream
-// state reports, at its mean message size. The stream keeps its own limit, trimSlack above max_bytes, for bursts between
-// two checks and for a layout the trimmer cannot read.
+// state reports, at its mean message size. The stream keeps its own limit, trimSlack above
+// max_bytes, for bursts between two checks and for a layout the trimmer cannot read.
 
 const (
 	// trimMinBytes is the smallest max_bytes the trimmer handles: its slack (an eighth) must hold
