@@ -176,7 +176,7 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 			return nil, err
 		}
 		if trims(cfg.MaxBytes, j.srv != nil) {
-			j.startTrimmer(j.store)
+			j.startTrimmer()
 		}
 	}
 	return j, nil

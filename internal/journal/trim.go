@@ -72,11 +72,11 @@ type trimmer struct {
 	warned bool // about trimming that does not happen, once
 }
 
-func (j *Journal) startTrimmer(storeDir string) {
+func (j *Journal) startTrimmer() {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &trimmer{
 		j:      j,
-		dir:    filepath.Join(storeDir, "jetstream", globalAccount, "streams", j.cfg.Stream, "msgs"),
+		dir:    filepath.Join(j.store, "jetstream", globalAccount, "streams", j.cfg.Stream, "msgs"),
 		max:    uint64(j.cfg.MaxBytes),
 		slack:  uint64(trimSlack(j.cfg.MaxBytes)),
 		cancel: cancel,
@@ -152,26 +152,14 @@ func (t *trimmer) trimOnce(ctx context.Context) error {
 // blockStart returns the last first-sequence of a block file in (first, want], or 0 when no
 // block starts there.
 func blockStart(dir string, first, want uint64) (uint64, error) {
-	ents, err := os.ReadDir(dir)
+	files, err := blockFiles(dir)
 	if err != nil {
 		return 0, err
 	}
-	var idx []int
-	for _, e := range ents {
-		if n, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
-			if i, err := strconv.Atoi(n); err == nil {
-				idx = append(idx, i)
-			}
-		}
-	}
-	if len(idx) == 0 {
-		return 0, errors.New("no block files in " + dir)
-	}
-	slices.Sort(idx)
 	buf := make([]byte, trimScan)
 	var found, prev uint64
-	for _, i := range idx[1:] { // the oldest block holds first: nothing to gain there
-		seq, err := firstLive(filepath.Join(dir, strconv.Itoa(i)+".blk"), buf)
+	for _, f := range files[1:] { // the oldest block holds first: nothing to gain there
+		seq, err := firstLive(f, buf)
 		if err != nil {
 			return 0, err
 		}
@@ -190,6 +178,31 @@ func blockStart(dir string, first, want uint64) (uint64, error) {
 		}
 	}
 	return found, nil
+}
+
+// blockFiles returns the paths of the block files in dir, oldest (lowest number) first.
+func blockFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
+			if i, err := strconv.Atoi(n); err == nil {
+				idx = append(idx, i)
+			}
+		}
+	}
+	if len(idx) == 0 {
+		return nil, errors.New("no block files in " + dir)
+	}
+	slices.Sort(idx)
+	files := make([]string, len(idx))
+	for k, i := range idx {
+		files[k] = filepath.Join(dir, strconv.Itoa(i)+".blk")
+	}
+	return files, nil
 }
 
 // firstLive returns the sequence of the first record of a block file that is a message, 0 when

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,24 +101,11 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 // oldestBlockStart returns the first message sequence of the lowest-numbered block file.
 func oldestBlockStart(t *testing.T, dir string) uint64 {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
+	files, err := blockFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx []int
-	for _, e := range ents {
-		if s, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
-			i, err := strconv.Atoi(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			idx = append(idx, i)
-		}
-	}
-	if len(idx) == 0 {
-		t.Fatalf("no block files in %s", dir)
-	}
-	seq, err := firstLive(filepath.Join(dir, strconv.Itoa(slices.Min(idx))+".blk"), make([]byte, trimScan))
+	seq, err := firstLive(files[0], make([]byte, trimScan))
 	if err != nil {
 		t.Fatal(err)
 	}
