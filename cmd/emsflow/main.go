@@ -97,10 +97,10 @@ func configFlag(fs *flag.FlagSet) *string {
 }
 
 // defaultGCPercent is the service's GOGC unless the environment sets one. Under saturating
-// ingest the live heap is mostly the embedded server's 8 MB block buffers; at Go's default of
+// ingest the live heap is mostly the embedded server's block buffers; at Go's default of
 // 100 the heap grows to twice that between collections. At 50, peak RSS in a sliced run at
-// ~15k events/s was 63 MB instead of 69.5 MB (two runs each), for collections taking 2% of
-// the CPU instead of 1% (gctrace).
+// ~15k events/s was 63 MB instead of 69.5 MB (two runs each, with 8 MB blocks then), for
+// collections taking 2% of the CPU instead of 1% (gctrace).
 const defaultGCPercent = 50
 
 func cmdServe(args []string, stderr io.Writer) int {

@@ -58,8 +58,7 @@ type Config struct {
 	// Stream is the JetStream stream name for events; the dead-letter stream is "<Stream>_DEAD".
 	Stream string
 	// MaxAge and MaxBytes bound retention; zero means unlimited. The embedded journal keeps a
-	// MaxBytes of 128 MiB and more itself, in whole blocks, and lets the stream grow by an
-	// eighth before nats-server's own limit acts (see trim.go).
+	// MaxBytes of 64 MiB and more itself, in whole blocks (see trim.go).
 	MaxAge   time.Duration
 	MaxBytes int64
 	// DedupeWindow is how long a message id is remembered for duplicate detection.
@@ -142,11 +141,11 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Journal, error)
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.MaxAge,
-		MaxBytes:    streamLimit(cfg.MaxBytes, j.srv != nil),
 		Duplicates:  cfg.DedupeWindow,
 		Replicas:    cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
 	}
+	limitStream(&sc, cfg.MaxBytes, j.srv != nil)
 	if j.str, err = j.js.CreateOrUpdateStream(ctx, sc); err != nil {
 		j.Close()
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)

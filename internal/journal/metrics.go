@@ -24,7 +24,7 @@ func (j *Journal) Collector() prometheus.Collector {
 			"Sequence of the newest message of a journal stream: how many it ever stored, those retention (max_age, max_bytes) dropped since included.",
 			[]string{"stream"}, nil),
 		bytes: prometheus.NewDesc("emsflow_journal_bytes",
-			"Bytes held by a journal stream, to compare with journal.max_bytes (the embedded journal drops whole 8 MB blocks, so it holds up to one more).",
+			"Bytes held by a journal stream, to compare with journal.max_bytes (the embedded journal drops whole 4 MB blocks, so it holds up to one more).",
 			[]string{"stream"}, nil),
 		scrapeErrors: prometheus.NewDesc("emsflow_journal_scrape_errors",
 			"1 when a journal stream's state could not be read for this scrape.",

@@ -18,25 +18,40 @@ import (
 // The embedded journal enforces max_bytes itself, a whole block file at a time.
 //
 // Left to nats-server, a stream at its byte limit drops its oldest message for each one stored,
-// and each drop loads that message's whole block (8 MB), held only weakly between drops, so a
-// full journal carried a second block and its garbage (peak RSS 94 against 64 MB, journal only
-// at saturation with a 256 MiB max_bytes, builds alternated). Purging up to the first message of
-// a block file instead deletes whole blocks: nothing is loaded while their per-subject counts are
+// and each drop loads that message's whole block, held only weakly between drops, so a full
+// journal carried a second block and its garbage (peak RSS 94 against 64 MB, journal only at
+// saturation with a 256 MiB max_bytes, builds alternated). Purging up to the first message of a
+// block file instead deletes whole blocks: nothing is loaded while their per-subject counts are
 // in memory (nats-server keeps them two minutes after a block's last use; an older block is read
 // once to rebuild them), and no tombstone is written.
+//
+// The stream the trimmer keeps has no byte limit of its own but a per-subject limit that never
+// binds (noSubjectLimit), because nats-server sizes a stream's block files by its limits: 8 MB
+// with a byte limit of 32 MB and more, 4 MB with a per-subject limit and none on bytes or
+// messages (autoTuneFileStorageBlockSize). The block being written is held in memory whole, and
+// after ten idle seconds nats-server drops it, reads it back at the next write and then does not
+// reuse its buffer, so a service with pauses in its load held two block buffers: peak RSS in
+// `make bench` (journal only, 5 s slices between pauses, full at 1 GiB) was 66.4–67.8 MB with
+// 4 MB blocks against 73.3–81.2 MB with 8 MB ones, builds alternated five times each.
 //
 // Block boundaries are not part of nats-server's API, so the trimmer reads them from the block
 // files: each record starts with its length (4 bytes, little endian, top bit = has headers) and
 // its sequence (8 bytes, top two bits = tombstone or erased). A misread can only make a purge
 // unaligned (slower), never remove more: the purge sequence is bounded by the excess the stream
-// state reports, at its mean message size. The stream keeps its own limit, trimSlack above
-// max_bytes, for bursts between two checks and for a layout the trimmer cannot read.
+// state reports, at its mean message size. Past trimSlack over max_bytes without a boundary to
+// purge to (block files it cannot read), the trimmer purges to max_bytes regardless, loading a
+// block as nats-server's own limit would.
 
 const (
 	// trimMinBytes is the smallest max_bytes the trimmer handles: its slack (an eighth) must hold
-	// two whole blocks, 8 MB each from 32 MB up, so that the oldest block is wholly over max_bytes
-	// before nats-server's own limit acts.
-	trimMinBytes = 128 << 20
+	// two whole blocks, so that the oldest block is wholly over max_bytes before the slack is
+	// used up. Smaller journals keep nats-server's own limit.
+	trimMinBytes = 16 * trimBlockSize
+	// trimBlockSize is the size of nats-server's block files for the stream the trimmer keeps.
+	trimBlockSize = 4 << 20
+	// noSubjectLimit is the per-subject message limit of the stream the trimmer keeps: set to
+	// get trimBlockSize blocks, and too high to ever bind.
+	noSubjectLimit = 1 << 62
 	// trimInterval is how often the trimmer compares the stream's size with max_bytes.
 	trimInterval = 100 * time.Millisecond
 	// trimScan bounds how much of a block's start is read to find its first live message.
@@ -47,18 +62,22 @@ const (
 	recordDeadBits  = 3 << 62 // in the sequence: a tombstone or an erased message
 )
 
-// streamLimit is the byte limit given to the stream: max_bytes itself, or max_bytes and its
-// slack when the embedded journal trims. External servers enforce max_bytes themselves.
-func streamLimit(maxBytes int64, embedded bool) int64 {
+// limitStream sets the event stream's size limits. An external server, or a max_bytes too small
+// for the trimmer, gets max_bytes as the stream's own limit; a stream the trimmer keeps gets
+// none on bytes and noSubjectLimit per subject.
+func limitStream(sc *jetstream.StreamConfig, maxBytes int64, embedded bool) {
 	if !trims(maxBytes, embedded) {
-		return orUnlimited(maxBytes)
+		sc.MaxBytes = orUnlimited(maxBytes)
+		return
 	}
-	return maxBytes + trimSlack(maxBytes)
+	sc.MaxBytes = -1
+	sc.MaxMsgsPerSubject = noSubjectLimit
 }
 
 func trims(maxBytes int64, embedded bool) bool { return embedded && maxBytes >= trimMinBytes }
 
-// trimSlack is how far over max_bytes the stream may grow before nats-server's own limit acts.
+// trimSlack is how far over max_bytes the stream may grow before the trimmer stops waiting for
+// a block boundary.
 func trimSlack(maxBytes int64) int64 { return maxBytes / 8 }
 
 // trimmer keeps the embedded event stream at max_bytes.
@@ -135,9 +154,12 @@ func (t *trimmer) trimOnce(ctx context.Context) error {
 	if err != nil {
 		if !t.warned {
 			t.warned = true
-			t.j.log.Warn().Err(err).Msg("journal: cannot trim to max_bytes by whole blocks; nats-server's own limit, an eighth higher, keeps it, at more memory")
+			t.j.log.Warn().Err(err).Msg("journal: cannot trim to max_bytes by whole blocks; past an eighth over it, the oldest events are dropped regardless, at more memory")
 		}
-		return err
+		if s.Bytes <= t.max+t.slack {
+			return err
+		}
+		seq = want
 	}
 	if seq == 0 {
 		return nil

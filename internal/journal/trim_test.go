@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/emsflow/emsflow/event"
@@ -19,8 +20,9 @@ import (
 // TestTrimRemovesWholeBlocks: past max_bytes, the embedded journal drops its oldest events a
 // whole block file at a time and keeps at least max_bytes: the first event held is the first
 // record of the oldest block file (nats-server's own limit, dropping one message per message
-// stored, leaves a partly emptied block), every event was stored, and the stream's own limit
-// sits an eighth above max_bytes.
+// stored, leaves a partly emptied block), and every event was stored. The stream has no byte
+// limit of its own, and its block files are trimBlockSize, not nats-server's 8 MB for a
+// byte-limited stream.
 func TestTrimRemovesWholeBlocks(t *testing.T) {
 	const maxBytes = trimMinBytes
 	dir := t.TempDir()
@@ -34,21 +36,26 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := info.Config.MaxBytes, int64(maxBytes+maxBytes/8); got != want {
-		t.Errorf("stream max_bytes = %d, want %d (max_bytes and an eighth)", got, want)
+	if c := info.Config; c.MaxBytes != -1 || c.MaxMsgsPerSubject != noSubjectLimit {
+		t.Errorf("stream max_bytes %d, max per subject %d; want none and %d", c.MaxBytes, c.MaxMsgsPerSubject, int64(noSubjectLimit))
 	}
 
-	// 64 KiB messages, 24 MiB more than max_bytes: three blocks' worth to trim. They go
-	// straight to the stream: the trimmer does not look into them.
+	// 64 KiB messages, 24 MiB more than max_bytes: six blocks' worth to trim. They go straight
+	// to the stream: the trimmer does not look into them.
 	body := make([]byte, 64<<10)
-	n := (maxBytes + 24<<20) / len(body)
-	for range n {
-		if err := j.publish(t.Context(), &nats.Msg{Subject: Subject("ems1", event.InStreamCreated), Data: body}); err != nil {
-			t.Fatal(err)
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			if err := j.publish(t.Context(), &nats.Msg{Subject: Subject("ems1", event.InStreamCreated), Data: body}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	n := (maxBytes + 24<<20) / len(body)
+	publish(n)
 
 	msgs := filepath.Join(dir, "jetstream", globalAccount, "streams", "EMS_EVENTS", "msgs")
+	within := maxBytes + trimBlockSize + 2*uint64(len(body)) // a block over, and a record's headers
 	var first, oldest uint64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -56,7 +63,7 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 		first, oldest = info.State.FirstSeq, oldestBlockStart(t, msgs)
-		if (first == oldest && info.State.Bytes < maxBytes+8<<20+2*uint64(len(body))) || time.Now().After(deadline) {
+		if (first == oldest && info.State.Bytes < within) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -68,15 +75,19 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 	if first != oldest {
 		t.Errorf("first event held is %d, the oldest block file starts at %d: not trimmed by whole blocks", first, oldest)
 	}
-	if s.Bytes < maxBytes || s.Bytes >= maxBytes+8<<20+2*uint64(len(body)) {
-		t.Errorf("stream holds %d bytes, want max_bytes (%d) up to one 8 MiB block more", s.Bytes, maxBytes)
+	if s.Bytes < maxBytes || s.Bytes >= within {
+		t.Errorf("stream holds %d bytes, want max_bytes (%d) up to one %d-byte block more", s.Bytes, maxBytes, trimBlockSize)
 	}
 	if s.FirstSeq < 2 {
 		t.Errorf("first sequence %d: nothing was trimmed", s.FirstSeq)
 	}
+	if big := largestBlock(t, msgs); big > trimBlockSize || big < trimBlockSize-2*int64(len(body)) {
+		t.Errorf("largest block file %d bytes, want %d (up to a record less)", big, trimBlockSize)
+	}
 
-	// Block files it cannot read: nothing is purged, the stream's own limit keeps the size, and
-	// the operator is told once. (logs is read once the trimmer, its only writer, stopped.)
+	// Block files it cannot read: within the slack nothing is purged; past it the oldest events
+	// go regardless, down to max_bytes; the operator is told once. (logs is read once the
+	// trimmer, its only writer, stopped.)
 	j.trim.stop()
 	if strings.Contains(logs.String(), "cannot trim") {
 		t.Errorf("trimming warned: %s", logs.String())
@@ -87,15 +98,92 @@ func TestTrimRemovesWholeBlocks(t *testing.T) {
 			t.Error("trimOnce without block files: want an error")
 		}
 	}
-	if n := strings.Count(logs.String(), "cannot trim"); n != 1 {
-		t.Errorf("warned %d times about block files it cannot read, want once: %s", n, logs.String())
-	}
 	if info, err = j.Stream().Info(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if info.State.FirstSeq != s.FirstSeq {
-		t.Errorf("first sequence %d after a failed trim, want %d", info.State.FirstSeq, s.FirstSeq)
+		t.Errorf("first sequence %d after a failed trim within the slack, want %d", info.State.FirstSeq, s.FirstSeq)
 	}
+	publish(int(trimSlack(maxBytes)) / len(body))
+	if err := j.trim.trimOnce(t.Context()); err != nil {
+		t.Errorf("trimOnce past the slack: %v", err)
+	}
+	if info, err = j.Stream().Info(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if b := info.State.Bytes; b < maxBytes-2*uint64(len(body)) || b > maxBytes+2*uint64(len(body)) {
+		t.Errorf("past the slack without block files, the stream holds %d bytes after a trim, want max_bytes (%d) within a record", b, maxBytes)
+	}
+	if n := strings.Count(logs.String(), "cannot trim"); n != 1 {
+		t.Errorf("warned %d times about block files it cannot read, want once: %s", n, logs.String())
+	}
+}
+
+// TestTrimUpgrade: a stream created with nats-server's own byte limit (an older emsflow, or a
+// smaller max_bytes) loses it when reopened by a journal that trims, and from the next start
+// on is written in trimBlockSize blocks.
+func TestTrimUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	open := func(maxBytes int64) *Journal {
+		t.Helper()
+		j, err := Open(t.Context(), Config{DataDir: dir, DedupeWindow: time.Minute, MaxBytes: maxBytes}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	limits := func(j *Journal) (int64, int64) {
+		t.Helper()
+		info, err := j.Stream().Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.MaxBytes, info.Config.MaxMsgsPerSubject
+	}
+	j := open(trimMinBytes - 1)
+	if b, per := limits(j); b != trimMinBytes-1 || per != -1 {
+		t.Errorf("below trimMinBytes: stream max_bytes %d, per subject %d; want %d, none", b, per, trimMinBytes-1)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = open(trimMinBytes)
+	if b, per := limits(j); b != -1 || per != noSubjectLimit {
+		t.Errorf("reopened to trim: stream max_bytes %d, per subject %d; want none, %d", b, per, int64(noSubjectLimit))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = open(trimMinBytes)
+	t.Cleanup(func() { _ = j.Close() })
+	body := make([]byte, 64<<10)
+	for range 3 * trimBlockSize / len(body) {
+		if err := j.publish(t.Context(), &nats.Msg{Subject: Subject("ems1", event.InStreamCreated), Data: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := filepath.Join(dir, "jetstream", globalAccount, "streams", "EMS_EVENTS", "msgs")
+	if big := largestBlock(t, msgs); big > trimBlockSize {
+		t.Errorf("largest block file %d bytes after a restart, want at most %d", big, trimBlockSize)
+	}
+}
+
+// largestBlock returns the size of the largest block file in dir.
+func largestBlock(t *testing.T, dir string) int64 {
+	t.Helper()
+	files, err := blockFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big int64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big = max(big, fi.Size())
+	}
+	return big
 }
 
 // oldestBlockStart returns the first message sequence of the lowest-numbered block file.
@@ -112,22 +200,24 @@ func oldestBlockStart(t *testing.T, dir string) uint64 {
 	return seq
 }
 
-func TestStreamLimit(t *testing.T) {
+func TestLimitStream(t *testing.T) {
 	tests := []struct {
-		max      int64
-		embedded bool
-		want     int64
+		max        int64
+		embedded   bool
+		bytes, per int64
 	}{
-		{1 << 30, true, 1<<30 + 1<<27},
-		{128 << 20, true, 144 << 20},
-		{128<<20 - 1, true, 128<<20 - 1}, // too small for two whole blocks in the slack
-		{1 << 30, false, 1 << 30},        // an external server enforces it
-		{0, true, -1},
-		{0, false, -1},
+		{1 << 30, true, -1, noSubjectLimit},
+		{64 << 20, true, -1, noSubjectLimit},
+		{64<<20 - 1, true, 64<<20 - 1, 0}, // too small for two whole blocks in the slack
+		{1 << 30, false, 1 << 30, 0},      // an external server enforces it
+		{0, true, -1, 0},
+		{0, false, -1, 0},
 	}
 	for _, tt := range tests {
-		if got := streamLimit(tt.max, tt.embedded); got != tt.want {
-			t.Errorf("streamLimit(%d, embedded %v) = %d, want %d", tt.max, tt.embedded, got, tt.want)
+		var sc jetstream.StreamConfig
+		limitStream(&sc, tt.max, tt.embedded)
+		if sc.MaxBytes != tt.bytes || sc.MaxMsgsPerSubject != tt.per {
+			t.Errorf("limitStream(%d, embedded %v): max_bytes %d, per subject %d; want %d, %d", tt.max, tt.embedded, sc.MaxBytes, sc.MaxMsgsPerSubject, tt.bytes, tt.per)
 		}
 	}
 }
