@@ -386,3 +386,111 @@ func TestRecordDeletedAbortFails(t *testing.T) {
 		})
 	}
 }
+
+// cancelAtPart cancels the handler's context when the upload reaches part n, as the
+// dispatcher's deadline does, and fails that part with the context's error.
+type cancelAtPart struct {
+	API
+	n      int32
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (c *cancelAtPart) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	if c.calls.Add(1) == c.n {
+		c.cancel()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return c.API.UploadPart(ctx, in, opts...)
+}
+
+// TestFailedUploadAbortsItsMultipartUpload: a segment above multipart_threshold whose upload
+// fails after its first part leaves no multipart upload behind unseen. transfermanager aborts it
+// with a context of its own (the handler's may be what ended), the uploader aborts it once more
+// (the server says NoSuchUpload when the first went through), and when both aborts fail the
+// upload is counted in abort_failures and named in one warning; no retry of the event could
+// find it later.
+func TestFailedUploadAbortsItsMultipartUpload(t *testing.T) {
+	srv := s3test.Start(t)
+	const size = 6<<20 + 17 // above multipart_threshold: two parts
+	params := map[string]any{"part_size": 5 << 20, "multipart_threshold": 5 << 20, "concurrency": 1}
+	tests := []struct {
+		name     string
+		fault    func(context.Context, *s3.AbortMultipartUploadInput, API) error
+		fails    int32 // aborts failed by fault, the first ones
+		deadline bool  // the handler's context ends during the second part, instead of a failed part
+		left     bool  // both aborts fail: the upload stays, counted and logged
+	}{
+		{name: "transfermanager aborts"},
+		{name: "deadline", deadline: true},
+		{name: "first abort throttled", fault: s3Fault(http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."), fails: 1},
+		{name: "both aborts refused connection", fault: closedPort(t), fails: 2, left: true},
+		{name: "both aborts denied", fault: s3Fault(http.StatusForbidden, "AccessDenied", "Access Denied"), fails: 2, left: true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, KindHLS, srv, params)
+			key := "hlsfail" + itoa(i) + "/cam1/seg_1.ts"
+			p := filepath.Join(e.root, filepath.FromSlash(key))
+			writeFile(t, p, randomData(t, size))
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			f := &abortFault{fault: tc.fault, fails: tc.fails}
+			e.u = e.build(KindHLS, params, func(a API) API {
+				if tc.deadline {
+					f.API = &cancelAtPart{API: a, n: 2, cancel: cancel}
+				} else {
+					f.API = &failingParts{API: a, allow: 1}
+				}
+				return f
+			})
+
+			err := e.u.Handle(ctx, e.fileEvent(event.HLSChunkClosed, p))
+			if err == nil || plugins.IsPermanent(err) {
+				t.Fatalf("upload with a failed part: got %v, want a retryable error", err)
+			}
+			if got := f.calls.Load(); got != 2 {
+				t.Errorf("abort called %d times, want twice (transfermanager, then the uploader)", got)
+			}
+			if l := e.log.String(); strings.Contains(l, srv.SecretKey) || strings.Contains(l, srv.AccessKey) {
+				t.Error("the log shows credentials")
+			}
+			ids := e.uploadIDs(key)
+			failures := counter(e.u.m.abortFailures)
+			var warned []map[string]any
+			for _, w := range e.warnings() {
+				if w[logfield.Key] == key && w[logfield.UploadID] != nil {
+					warned = append(warned, w)
+				}
+			}
+			if !tc.left {
+				// The aborts the fault let through reached the server: the first one to do so
+				// succeeds, and a second one finds the upload gone.
+				answers := f.serverAnswers()
+				ok := len(answers) == 2 && answers[0] == nil && isNoSuchUpload(answers[1])
+				if tc.fails == 1 {
+					ok = len(answers) == 1 && answers[0] == nil
+				}
+				if !ok {
+					t.Errorf("server answered the aborts it received %v, want success, then NoSuchUpload if there was a second", answers)
+				}
+				if len(ids) != 0 || failures != 0 || len(warned) != 0 {
+					t.Errorf("uploads in progress %v, abort_failures %v, warnings %v; want none", ids, failures, warned)
+				}
+				return
+			}
+			if len(ids) != 1 {
+				t.Fatalf("uploads in progress %v, want the one both aborts missed", ids)
+			}
+			if failures != 1 || len(warned) != 1 || warned[0][logfield.UploadID] != ids[0] || warned[0][logfield.Bucket] != e.bucket {
+				t.Errorf("abort_failures %v, warnings %v; want 1 and one naming bucket %s and upload %s", failures, warned, e.bucket, ids[0])
+			}
+			if _, err := srv.Client.AbortMultipartUpload(t.Context(), &s3.AbortMultipartUploadInput{
+				Bucket: aws.String(e.bucket), Key: aws.String(key), UploadId: aws.String(ids[0]),
+			}); err != nil {
+				t.Fatalf("abort left upload: %v", err)
+			}
+		})
+	}
+}

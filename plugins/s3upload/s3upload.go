@@ -349,6 +349,9 @@ func (u *Uploader) Start(ctx context.Context) error {
 		o.MultipartUploadThreshold = u.cfg.MultipartThreshold
 		o.Concurrency = u.cfg.Concurrency
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		// Without it transfermanager aborts a failed multipart upload with the upload's own
+		// context, which is done already when the handler's deadline is what failed it.
+		o.FailTimeout = abortTimeout
 	})
 	return u.checkBucket(ctx)
 }

@@ -215,6 +215,7 @@ func (u *Uploader) store(ctx context.Context, key string, body io.Reader, st fil
 	}
 	start := u.now()
 	if _, err := u.tm.UploadObject(ctx, in); err != nil {
+		u.abortLeftUpload(ctx, key, err)
 		return u.s3Error("upload", key, err)
 	}
 	u.m.uploadSeconds.Observe(u.now().Sub(start).Seconds())
@@ -224,6 +225,31 @@ func (u *Uploader) store(ctx context.Context, key string, body io.Reader, st fil
 	countRepair(ctx)
 	u.log.Debug().Str(logfield.Key, key).Int64("bytes", st.size).Msg("uploaded")
 	return nil
+}
+
+// abortTimeout bounds the abort of a failed multipart upload, which runs after the upload's own
+// context may have ended.
+const abortTimeout = 30 * time.Second
+
+// abortLeftUpload makes sure a multipart upload transfermanager gave up on does not stay in the
+// bucket unseen. transfermanager aborts it itself, but a failed abort shows only in the text of
+// its error (v0.5.3 formats it with %v), so the uploader aborts it once more: NoSuchUpload when
+// the first abort went through. A retry of the event starts a new upload and nothing else knows
+// this id, so an abort that fails again is counted and logged with the id whatever the failure.
+func (u *Uploader) abortLeftUpload(ctx context.Context, key string, err error) {
+	var mp transfermanager.MultipartUploadError
+	if !errors.As(err, &mp) || mp.UploadID() == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	if _, err := u.abortUpload(ctx, &mpState{Key: key, UploadID: mp.UploadID()}); err != nil {
+		// abortUpload counted and logged a refusal itself, and returns the failures that retrying
+		// may fix: here nothing will retry them.
+		u.m.abortFailures.Inc()
+		u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, key).Str(logfield.UploadID, mp.UploadID()).
+			Msg("multipart upload not aborted; it stays in the bucket until a lifecycle rule removes it")
+	}
 }
 
 // snapshot reads a playlist whole, so that the references checked and the bytes stored are the
