@@ -164,6 +164,15 @@ func (e *testEnv) cutShortUpload(params map[string]any, ev *event.Event) string 
 	return id
 }
 
+// randomFile writes n random bytes to the file under the media root that key names, and
+// returns its path.
+func (e *testEnv) randomFile(key string, n int) string {
+	e.t.Helper()
+	p := filepath.Join(e.root, filepath.FromSlash(key))
+	writeFile(e.t, p, randomData(e.t, n))
+	return p
+}
+
 func randomData(t *testing.T, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
@@ -213,8 +222,7 @@ func TestRecordChangedFileAbortsOldUpload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, KindRecord, srv, params)
 			key := "changed" + itoa(i) + "/1.flv"
-			p := filepath.Join(e.root, filepath.FromSlash(key))
-			writeFile(t, p, randomData(t, size))
+			p := e.randomFile(key, size)
 			ev := e.ev(event.RecordChunkClosed, map[string]any{"file": p})
 			oldID := e.cutShortUpload(params, ev)
 
@@ -321,8 +329,7 @@ func TestRecordDeletedAbortFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, KindRecord, srv, params)
 			key := "deleted" + itoa(i) + "/1.flv"
-			p := filepath.Join(e.root, filepath.FromSlash(key))
-			writeFile(t, p, randomData(t, 6<<20+17))
+			p := e.randomFile(key, 6<<20+17)
 			ev := e.ev(event.RecordChunkClosed, map[string]any{"file": p})
 			oldID := e.cutShortUpload(params, ev)
 			if err := os.Remove(p); err != nil {
@@ -432,8 +439,7 @@ func TestFailedUploadAbortsItsMultipartUpload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, KindHLS, srv, params)
 			key := "hlsfail" + itoa(i) + "/cam1/seg_1.ts"
-			p := filepath.Join(e.root, filepath.FromSlash(key))
-			writeFile(t, p, randomData(t, size))
+			p := e.randomFile(key, size)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			f := &abortFault{fault: tc.fault, fails: tc.fails}
