@@ -200,10 +200,15 @@ func (u *Uploader) abortUpload(ctx context.Context, s *mpState) (left bool, err 
 	case !permanentS3(err):
 		return false, u.s3Error("abort multipart upload", s.Key, err)
 	}
+	u.leftUpload(s, err)
+	return true, nil
+}
+
+// leftUpload counts and logs a multipart upload that stays in the bucket, not aborted.
+func (u *Uploader) leftUpload(s *mpState, err error) {
 	u.m.abortFailures.Inc()
 	u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, s.Key).Str(logfield.UploadID, s.UploadID).
 		Msg("multipart upload not aborted; it stays in the bucket until a lifecycle rule removes it")
-	return true, nil
 }
 
 // mp4Complete reports whether an MP4 recording is complete (nil) or why not. A missing file

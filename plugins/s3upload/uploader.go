@@ -229,7 +229,7 @@ func (u *Uploader) store(ctx context.Context, key string, body io.Reader, st fil
 
 // abortTimeout bounds the abort of a failed multipart upload, which runs after the upload's own
 // context may have ended.
-const abortTimeout = 30 * time.Second
+const abortTimeout = 10 * time.Second
 
 // abortLeftUpload makes sure a multipart upload transfermanager gave up on does not stay in the
 // bucket unseen. transfermanager aborts it itself, but a failed abort shows only in the text of
@@ -243,12 +243,11 @@ func (u *Uploader) abortLeftUpload(ctx context.Context, key string, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	if _, err := u.abortUpload(ctx, &mpState{Key: key, UploadID: mp.UploadID()}); err != nil {
+	s := &mpState{Key: key, UploadID: mp.UploadID()}
+	if _, err := u.abortUpload(ctx, s); err != nil {
 		// abortUpload counted and logged a refusal itself, and returns the failures that retrying
 		// may fix: here nothing will retry them.
-		u.m.abortFailures.Inc()
-		u.log.Warn().Err(err).Str(logfield.Bucket, u.cfg.DefaultBucket).Str(logfield.Key, key).Str(logfield.UploadID, mp.UploadID()).
-			Msg("multipart upload not aborted; it stays in the bucket until a lifecycle rule removes it")
+		u.leftUpload(s, err)
 	}
 }
 
