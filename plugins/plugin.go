@@ -9,6 +9,7 @@ package plugins
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,14 @@ type Deps struct {
 	// (ems.<name>.rtmp_url: "rtmp://host:1935/live", no stream name), for the EMS servers
 	// whose configuration sets one. Nil or a missing name means none was configured.
 	RTMPURLs map[string]string
+}
+
+// Resolve makes a relative path from the configuration absolute against ConfigDir, and cleans it.
+func (d Deps) Resolve(p string) string {
+	if !filepath.IsAbs(p) && d.ConfigDir != "" {
+		p = filepath.Join(d.ConfigDir, p)
+	}
+	return filepath.Clean(p)
 }
 
 // EMSFor returns the client for the EMS that sent ev, falling back to the default EMS.

@@ -244,6 +244,12 @@ func TestCheckConfig(t *testing.T) {
 	if err := os.WriteFile(enabledBad, []byte("[Plugins]\nStreamRecorder = enabled\n\n[StreamRecorder]\nperiod_time = soon\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A sink's ca_file is read when the plugin is built, relative to the config file's folder.
+	noCA := filepath.Join(dir, "noca.ini")
+	if err := os.WriteFile(noCA, []byte(`{"plugins": {"EventSinks": {"plugin_switch": "enabled", "parameters": {"sinks": [
+	  {"name": "ops", "url": "https://127.0.0.1:8443/events", "ca_file": "private-ca.pem"}]}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		file     string
@@ -255,6 +261,7 @@ func TestCheckConfig(t *testing.T) {
 		{"every problem listed", bad, 1, []string{"listen", "max_body_bytes", "plugin_switch", `unknown plugin "Nope"`}, nil},
 		{"a disabled plugin's problem is a warning", disabledBad, 0, []string{"warning: disabled plugins", "StreamRecorder", "period_time", "is valid"}, nil},
 		{"an enabled plugin's problem is an error", enabledBad, 1, []string{"is invalid", "StreamRecorder", "period_time"}, []string{"warning"}},
+		{"a sink's unreadable ca_file is an error", noCA, 1, []string{"is invalid", "EventSinks", "sink ops: ca_file: open " + filepath.Join(dir, "private-ca.pem")}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -71,14 +71,10 @@ func New(name string, cfg Config, deps plugins.Deps) (*EventLog, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	path := cfg.Path
-	if !filepath.IsAbs(path) && deps.ConfigDir != "" {
-		path = filepath.Join(deps.ConfigDir, path)
-	}
 	l := &EventLog{
 		name:   name,
 		cfg:    cfg,
-		path:   filepath.Clean(path),
+		path:   deps.Resolve(cfg.Path),
 		log:    deps.Log,
 		events: cfg.Events,
 		lines: prometheus.NewCounter(prometheus.CounterOpts{

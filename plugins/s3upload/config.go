@@ -213,14 +213,10 @@ func (c Config) Validate() error {
 }
 
 // resolveRoots makes relative media roots absolute against the configuration's folder.
-func (c Config) resolveRoots(configDir string) []string {
+func (c Config) resolveRoots(deps plugins.Deps) []string {
 	out := make([]string, 0, len(c.MediaRoots))
 	for _, r := range c.MediaRoots {
-		r = filepath.FromSlash(toSlash(strings.TrimSpace(r)))
-		if !filepath.IsAbs(r) && configDir != "" {
-			r = filepath.Join(configDir, r)
-		}
-		out = append(out, filepath.Clean(r))
+		out = append(out, deps.Resolve(filepath.FromSlash(toSlash(strings.TrimSpace(r)))))
 	}
 	return out
 }

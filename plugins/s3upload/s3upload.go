@@ -105,7 +105,7 @@ func New(kind Kind, name string, cfg Config, deps plugins.Deps) (*Uploader, erro
 		log:     deps.Log.With().Str(logfield.PluginKind, string(kind)).Logger(),
 		now:     now,
 		dataDir: deps.DataDir,
-		roots:   newRoots(cfg.resolveRoots(deps.ConfigDir)),
+		roots:   newRoots(cfg.resolveRoots(deps)),
 		m:       m,
 	}, nil
 }

@@ -183,9 +183,12 @@ type SinkConfig struct {
 	DigestInterval plugins.Duration `json:"digest_interval"`
 	// StartTLS requires STARTTLS on smtp:// before authenticating; without it the digest is not
 	// sent. Credentials in an smtp:// URL need it unless the server is on localhost. The server's
-	// certificate is verified against the system roots, as it is for smtps:// (on Linux,
-	// SSL_CERT_FILE or SSL_CERT_DIR can name a bundle that includes a private CA).
+	// certificate is verified against the system roots and ca_file, as it is for smtps://.
 	StartTLS bool `json:"starttls"`
+	// CAFile names a PEM file of certificate authorities trusted besides the system roots, for
+	// https:// and for TLS email (smtps://, or starttls): a server whose certificate comes from
+	// a private CA. A relative path is relative to the configuration file's folder.
+	CAFile string `json:"ca_file"`
 	// Helo is the name emsflow gives in EHLO: by default the machine's host name, "localhost"
 	// when it has none. Mail servers that check it (Postfix's reject_non_fqdn_helo_hostname)
 	// want a fully qualified name.
@@ -324,6 +327,9 @@ func (c SinkConfig) Validate() error {
 			bad("%s applies to %s sinks only, this is a %s sink", key, k, kind)
 		}
 	}
+	if c.set["ca_file"] && kind != "" && !c.usesTLS() {
+		bad("ca_file applies to sinks that use TLS only (https://, smtps://, or smtp:// with starttls), not to %s", c.RedactedURL())
+	}
 	if c.set["throttle_delay"] && kind == kindEmail {
 		bad("throttle_delay does not apply to email sinks: use digest_interval")
 	}
@@ -358,7 +364,7 @@ func (c SinkConfig) Validate() error {
 	case kindHTTP:
 		errs = append(errs, c.validateHTTP()...)
 	case kindFile:
-		if p := c.filePath(""); p == "." || strings.HasSuffix(p, "/") || strings.HasSuffix(string(c.URL), "/") {
+		if p := filepath.Clean(c.filePath()); p == "." || strings.HasSuffix(p, "/") || strings.HasSuffix(string(c.URL), "/") {
 			bad("url %q must name a file", string(c.URL))
 		}
 		if c.MaxBytes < 0 {
@@ -461,8 +467,24 @@ func standardWebhooksKey(k string) ([]byte, error) {
 	return key, nil
 }
 
-// filePath resolves a file sink's path against the configuration folder.
-func (c SinkConfig) filePath(configDir string) string {
+// usesTLS reports whether the sink connects with TLS: https://, smtps://, or smtp:// with
+// starttls.
+func (c SinkConfig) usesTLS() bool {
+	u, err := url.Parse(string(c.URL))
+	if err != nil {
+		return false
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "smtps":
+		return true
+	case "smtp":
+		return c.StartTLS
+	}
+	return false
+}
+
+// filePath is a file sink's path as the URL gives it; deps.Resolve makes it absolute.
+func (c SinkConfig) filePath() string {
 	p := string(c.URL)
 	if u, err := url.Parse(string(c.URL)); err == nil && strings.EqualFold(u.Scheme, "file") {
 		p = u.Path
@@ -470,10 +492,7 @@ func (c SinkConfig) filePath(configDir string) string {
 			p = u.Opaque
 		}
 	}
-	if !filepath.IsAbs(p) && configDir != "" {
-		p = filepath.Join(configDir, p)
-	}
-	return filepath.Clean(p)
+	return p
 }
 
 // Validate reports every problem of the plugin configuration.

@@ -2,8 +2,8 @@ package sinks
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/base64"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,20 +19,9 @@ const testPassword = "pw-XYZZY-tls"
 // clearVerbs are the only commands a client may send before TLS when TLS is required.
 var clearVerbs = []string{"EHLO", "HELO", "STARTTLS", "QUIT"}
 
-// trustCA makes every email sink of s trust pool instead of the system roots. It must run
-// before Start, while the TLS configuration is unused.
-func trustCA(t *testing.T, s *Sinks, pool *x509.CertPool) {
-	t.Helper()
-	for _, k := range s.sinks {
-		if d, ok := k.d.(*emailDeliverer); ok {
-			d.tlsConfig.RootCAs = pool
-		}
-	}
-}
-
 // TestEmailTLS delivers one digest per case straight through the email deliverer, against a
-// server that offers STARTTLS, implicit TLS, or no TLS, with a trusted or an untrusted
-// certificate, and checks what the server saw in clear.
+// server that offers STARTTLS, implicit TLS, or no TLS, with a certificate from the CA of the
+// sink's ca_file or from another CA, and checks what the server saw in clear.
 func TestEmailTLS(t *testing.T) {
 	ca, other := smtptest.NewCA(t), smtptest.NewCA(t)
 	tests := []struct {
@@ -56,11 +45,11 @@ func TestEmailTLS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := smtptest.New(t, tt.opt...)
 			h := newHarness(t)
+			ca.WriteFile(t, filepath.Join(h.dir, "ca.pem")) // ca_file is relative to the config's folder
 			params := `{"sinks":[{"name":"noc","url":"` + tt.scheme + `://alerts:` + testPassword + `@` + srv.Addr + `",
-				"starttls":` + map[bool]string{true: "true", false: "false"}[tt.starttls] + `,
+				"starttls":` + map[bool]string{true: "true", false: "false"}[tt.starttls] + `, "ca_file": "ca.pem",
 				"from":"emsflow@example.com","to":["noc@example.com"],"subject":"source lost"}]}`
 			s := h.build(t, params)
-			trustCA(t, s, ca.Pool())
 			batch := []record{{Seq: 1, Key: "k1", At: time.Now().UnixNano(), EMS: "edge1", Event: closedEvent(t, 1, "cam1").Raw}}
 			// The sender gives every delivery the sink's timeout; so does this test, so that a
 			// client and server waiting for each other fail the test quickly.
@@ -133,12 +122,13 @@ func TestEmailStartTLSThroughPlugin(t *testing.T) {
 	good := smtptest.New(t, smtptest.WithStartTLS(ca.ServerConfig(t)))
 	plain := smtptest.New(t)
 	h := newHarness(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	ca.WriteFile(t, caFile)
 	s := h.build(t, `{"sinks":[
 		{"name":"good","url":"smtp://alerts:`+testPassword+`@`+good.Addr+`","starttls":true,"from":"a@example.com",
-		 "to":"b@example.com","digest_interval":"1ms","resend_delay":"1ms","resend_max_delay":"2ms"},
+		 "to":"b@example.com","digest_interval":"1ms","resend_delay":"1ms","resend_max_delay":"2ms","ca_file":"`+caFile+`"},
 		{"name":"plain","url":"smtp://alerts:`+testPassword+`@`+plain.Addr+`","starttls":true,"from":"a@example.com",
 		 "to":"b@example.com","digest_interval":"1ms","resend_delay":"1ms","resend_max_delay":"2ms"}]}`)
-	trustCA(t, s, ca.Pool())
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -186,10 +187,20 @@ type receiver struct {
 	reqs []request
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t *testing.T) *receiver { return newReceiverTLS(t, nil) }
+
+// newReceiverTLS is a receiver that serves HTTPS with cfg's certificate, or plain HTTP when cfg
+// is nil.
+func newReceiverTLS(t *testing.T, cfg *tls.Config) *receiver {
 	r := &receiver{}
 	r.status.Store(http.StatusOK)
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	if cfg != nil {
+		r.srv.TLS = cfg
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	t.Cleanup(r.srv.Close)
 	return r
 }

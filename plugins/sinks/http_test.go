@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emsflow/emsflow/event"
+	"github.com/emsflow/emsflow/plugins/sinks/internal/smtptest"
 )
 
 // verifyFlussonic checks X-Signature as a receiver following Flussonic's documentation would:
@@ -309,5 +310,32 @@ func TestDeadLetter(t *testing.T) {
 			eventually(t, "later events", func() bool { return slices.Equal(rcv.acceptedIDs(t), []int{3, 4}) })
 			eventually(t, "queue depth 0", func() bool { return s.sinks[0].q.depth() == 0 })
 		})
+	}
+}
+
+// TestHTTPSCAFile posts to an HTTPS receiver whose certificate comes from a private CA: the sink
+// given that CA's file delivers, and the sink of the same instance without it keeps its events
+// queued, retrying, and logs why.
+func TestHTTPSCAFile(t *testing.T) {
+	ca := smtptest.NewCA(t)
+	rcv := newReceiverTLS(t, ca.ServerConfig(t))
+	h := newHarness(t)
+	ca.WriteFile(t, filepath.Join(h.dir, "private-ca.pem"))
+	s := h.start(t, `{"sinks":[
+		{"name":"trusting","url":"`+rcv.srv.URL+`/a","ca_file":"private-ca.pem","resend_delay":"1ms","resend_max_delay":"2ms"},
+		{"name":"default","url":"`+rcv.srv.URL+`/b","resend_delay":"1ms","resend_max_delay":"2ms"}]}`)
+	for i := 1; i <= 3; i++ {
+		handle(t, s, closedEvent(t, i, "cam"))
+	}
+	eventually(t, "the sink with ca_file delivers", func() bool { return len(rcv.acceptedIDs(t)) == 3 })
+	eventually(t, "the sink without it retries", func() bool { return h.metric(t, s.m.failures, "default") >= 2 })
+	if got := rcv.acceptedIDs(t); !slices.Equal(got, seq(1, 3)) {
+		t.Errorf("ids: got %v, want 1..3 once each", got)
+	}
+	if d := s.sinks[1].q.depth(); d != 3 {
+		t.Errorf("queue depth of the sink without ca_file: got %d, want 3", d)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "certificate signed by unknown authority") {
+		t.Errorf("logs do not say why the sink without ca_file fails:\n%s", logs)
 	}
 }

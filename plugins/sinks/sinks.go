@@ -42,7 +42,11 @@
 // throttle_delay; file sinks take max_bytes (default 100 MiB, 0 = no size rotation),
 // rotate_every (0 = none) and throttle_delay; email sinks take from, to, subject, starttls and
 // digest_interval (default 5m); credentials in an smtp:// URL need starttls: true (or smtps://)
-// unless the server is on localhost. A key that does not apply to a sink's kind is an error. In
+// unless the server is on localhost. HTTPS and TLS email sinks (smtps://, or starttls) take
+// ca_file, a PEM file of certificate authorities their server's certificate is also checked
+// against, besides the system roots (a relative path is relative to the configuration file's
+// folder); it is read when the plugin is built, so check-config reports a file it cannot
+// use. A key that does not apply to a sink's kind is an error. In
 // the INI form "sinks" may be given as a JSON string.
 //
 // # What receivers get
@@ -55,6 +59,7 @@ package sinks
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,11 +100,13 @@ type Sinks struct {
 	hard    context.CancelFunc
 }
 
-// Factory builds an EventSinks instance from raw parameters; it validates them and does no I/O.
+// Factory builds an EventSinks instance from raw parameters; it validates them and does no I/O
+// but reading the sinks' ca_file.
 var Factory = plugins.FactoryOf(New)
 
-// New builds an instance from typed configuration. It validates the configuration and does no
-// I/O; Start opens the queues.
+// New builds an instance from typed configuration. It validates the configuration and reads
+// the sinks' ca_file, so check-config reports one it cannot use, and does no other I/O; Start
+// opens the queues.
 func New(name string, cfg Config, deps plugins.Deps) (*Sinks, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -298,20 +305,35 @@ func newSink(sc SinkConfig, deps plugins.Deps, m *metrics) (*sink, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	var roots *x509.CertPool // nil: the system roots
+	if sc.CAFile != "" {
+		var err error
+		if roots, err = loadCAFile(deps.Resolve(sc.CAFile)); err != nil {
+			return nil, err
+		}
+	}
 	switch sc.Kind() {
 	case kindHTTP:
-		d, err := newHTTPDeliverer(sc, deps.HTTPClient, deps.Now)
+		client := deps.HTTPClient
+		if roots != nil {
+			var err error
+			if client, err = withRoots(client, roots); err != nil {
+				return nil, err
+			}
+		}
+		d, err := newHTTPDeliverer(sc, client, deps.Now)
 		if err != nil {
 			return nil, err
 		}
 		k.d = d
 	case kindFile:
-		k.d = newFileDeliverer(sc.filePath(deps.ConfigDir), sc.MaxBytes, sc.RotateEvery.Std(), deps.Now)
+		k.d = newFileDeliverer(deps.Resolve(sc.filePath()), sc.MaxBytes, sc.RotateEvery.Std(), deps.Now)
 	case kindEmail:
 		d, err := newEmailDeliverer(sc, deps.Now)
 		if err != nil {
 			return nil, err
 		}
+		d.tlsConfig.RootCAs = roots
 		k.d = d
 		k.linger = sc.DigestInterval.Std()
 		k.minGap = sc.DigestInterval.Std()

@@ -275,6 +275,10 @@ func TestEvents(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("-----BEGIN NOTHING-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, params, want string
 	}{
@@ -303,11 +307,18 @@ func TestConfigErrors(t *testing.T) {
 		{"unsupported scheme", `{"sinks":[{"name":"a","url":"ftp://h/x"}]}`, "scheme not supported"},
 		{"file folder", `{"sinks":[{"name":"a","url":"logs/"}]}`, "must name a file"},
 		{"bad duration", `{"sinks":[{"name":"a","url":"http://h","resend_timeout":"soon"}]}`, "not a duration"},
+		{"ca_file on file", `{"sinks":[{"name":"a","url":"x.jsonl","ca_file":"ca.pem"}]}`, "ca_file applies to sinks that use TLS only"},
+		{"ca_file on http://", `{"sinks":[{"name":"a","url":"http://h","ca_file":"ca.pem"}]}`, "ca_file applies to sinks that use TLS only"},
+		{"ca_file on smtp:// without starttls", `{"sinks":[{"name":"a","url":"smtp://127.0.0.1:25","from":"a@b.c","to":["a@b.c"],"ca_file":"ca.pem"}]}`,
+			"ca_file applies to sinks that use TLS only"},
+		{"ca_file missing", `{"sinks":[{"name":"a","url":"https://h","ca_file":"missing.pem"}]}`, "sink a: ca_file: open "},
+		{"ca_file not PEM", `{"sinks":[{"name":"a","url":"smtps://127.0.0.1:465","from":"a@b.c","to":["a@b.c"],"ca_file":"` + notPEM + `"}]}`,
+			"ca_file " + notPEM + ": no PEM certificate in it"},
 		{"all problems", `{"sinks":[{"name":"a","url":"http://h","batch_size":0,"resend_limit":-1}]}`, "resend_limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Factory("sinks", json.RawMessage(tt.params), plugins.Deps{DataDir: t.TempDir()})
+			_, err := Factory("sinks", json.RawMessage(tt.params), plugins.Deps{DataDir: t.TempDir(), ConfigDir: t.TempDir()})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Factory(%s): got error %v, want one containing %q", tt.params, err, tt.want)
 			}

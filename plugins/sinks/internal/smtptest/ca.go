@@ -7,8 +7,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -49,6 +51,15 @@ func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
 	return p
+}
+
+// WriteFile writes the CA's certificate as PEM to path, for a client configured with a CA file.
+func (ca *CA) WriteFile(t testing.TB, path string) {
+	t.Helper()
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatalf("smtptest: write CA file: %v", err)
+	}
 }
 
 // ServerConfig issues a certificate for 127.0.0.1, ::1 and localhost signed by the CA and
