@@ -43,11 +43,10 @@
 // rotate_every (0 = none) and throttle_delay; email sinks take from, to, subject, starttls and
 // digest_interval (default 5m); credentials in an smtp:// URL need starttls: true (or smtps://)
 // unless the server is on localhost. HTTPS and TLS email sinks (smtps://, or starttls) take
-// ca_file, a PEM file of certificate authorities their server's certificate is also checked
-// against, besides the system roots (a relative path is relative to the configuration file's
-// folder); it is read when the plugin is built, so check-config reports a file it cannot
-// use. A key that does not apply to a sink's kind is an error. In
-// the INI form "sinks" may be given as a JSON string.
+// ca_file, a PEM file of certificate authorities trusted besides the system roots, relative to
+// the configuration file's folder; it is read when the plugin is built, so check-config reports
+// a file it cannot use. A key that does not apply to a sink's kind is an error. In the INI form
+// "sinks" may be given as a JSON string.
 //
 // # What receivers get
 //
