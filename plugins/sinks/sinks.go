@@ -313,12 +313,9 @@ func newSink(sc SinkConfig, deps plugins.Deps, m *metrics) (*sink, error) {
 	}
 	switch sc.Kind() {
 	case kindHTTP:
-		client := deps.HTTPClient
-		if roots != nil {
-			var err error
-			if client, err = withRoots(client, roots); err != nil {
-				return nil, err
-			}
+		client, err := withRoots(deps.HTTPClient, roots)
+		if err != nil {
+			return nil, err
 		}
 		d, err := newHTTPDeliverer(sc, client, deps.Now)
 		if err != nil {

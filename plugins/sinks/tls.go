@@ -26,8 +26,12 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// withRoots returns a client like c whose TLS connections trust roots; c is not changed.
+// withRoots returns a client like c whose TLS connections trust roots; c is not changed. With
+// no roots it returns c.
 func withRoots(c *http.Client, roots *x509.CertPool) (*http.Client, error) {
+	if roots == nil {
+		return c, nil
+	}
 	base := http.DefaultTransport
 	if c.Transport != nil {
 		base = c.Transport
